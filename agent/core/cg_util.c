@@ -1,0 +1,172 @@
+#include "cg_util.h"
+#include "cg_buf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int cg_file_read(const char *path, size_t limit, char **out, size_t *len, struct cg_err *err)
+{
+    /* Files we read (kubeconfig, tokens, CAs, profiles) are small and local; reading them
+     * synchronously keeps callers simple and is bounded by `limit`. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return cg_err_set(err, e == ENOENT ? CG_ENOTFOUND : CG_EIO, "cannot open '%s': %s", path,
+                          strerror(e));
+    }
+    struct cg_buf b;
+    cg_buf_init(&b, limit);
+    b.sensitive = 1; /* token files and keys pass through here */
+    char chunk[4096];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            rc = cg_err_set(err, CG_EIO, "cannot read '%s': %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        rc = cg_buf_append(&b, chunk, (size_t)n);
+        if (rc == CG_ETOOBIG) {
+            rc = cg_err_set(err, rc, "cannot read '%s': larger than %zu bytes", path, limit);
+            break;
+        }
+        if (rc < 0) {
+            rc = cg_err_set(err, rc, "cannot read '%s': out of memory", path);
+            break;
+        }
+    }
+    cg_wipe(chunk, sizeof(chunk));
+    close(fd);
+    if (rc < 0) {
+        cg_buf_cleanup(&b);
+        return rc;
+    }
+    size_t l = 0;
+    char *d = cg_buf_steal(&b, &l);
+    if (d == NULL) {
+        return cg_err_set(err, CG_ENOMEM, "out of memory");
+    }
+    *out = d;
+    if (len != NULL) {
+        *len = l;
+    }
+    return 0;
+}
+
+int cg_b64_decode(const char *in, size_t inlen, unsigned char **out, size_t *outlen)
+{
+    /* EVP_DecodeBlock rejects whitespace and mis-counts padding, so strip first and fix up. */
+    char *clean = malloc(inlen + 4);
+    if (clean == NULL) {
+        return CG_ENOMEM;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < inlen; i++) {
+        char c = in[i];
+        if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+            continue;
+        }
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/' || c == '=')) {
+            free(clean);
+            return CG_EINVAL;
+        }
+        clean[n++] = c;
+    }
+    size_t pad = 0;
+    while (n > 0 && clean[n - 1] == '=') {
+        n--;
+        pad++;
+    }
+    if (pad > 2 || memchr(clean, '=', n) != NULL || n % 4 == 1) {
+        free(clean);
+        return CG_EINVAL;
+    }
+    size_t fill = (4 - n % 4) % 4;
+    for (size_t i = 0; i < fill; i++) {
+        clean[n++] = '=';
+    }
+    unsigned char *buf = malloc(n / 4 * 3 + 1);
+    if (buf == NULL) {
+        free(clean);
+        return CG_ENOMEM;
+    }
+    int dec = n ? EVP_DecodeBlock(buf, (const unsigned char *)clean, (int)n) : 0;
+    free(clean);
+    if (dec < 0) {
+        free(buf);
+        return CG_EINVAL;
+    }
+    size_t l = (size_t)dec - fill;
+    buf[l] = '\0';
+    *out = buf;
+    *outlen = l;
+    return 0;
+}
+
+char *cg_b64_encode(const unsigned char *in, size_t len)
+{
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    if (out == NULL) {
+        return NULL;
+    }
+    EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+    return out;
+}
+
+char *cg_strdup0(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+char *cg_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        return strdup(".");
+    }
+    if (slash == path) {
+        return strdup("/");
+    }
+    return strndup(path, (size_t)(slash - path));
+}
+
+char *cg_path_join(const char *dir, const char *path)
+{
+    if (path[0] == '/' || dir == NULL || dir[0] == '\0') {
+        return strdup(path);
+    }
+    size_t n = strlen(dir) + strlen(path) + 2;
+    char *r = malloc(n);
+    if (r != NULL) {
+        snprintf(r, n, "%s/%s", dir, path);
+    }
+    return r;
+}
+
+char *cg_trim(char *s)
+{
+    char *p = s;
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+        p++;
+    }
+    size_t n = strlen(p);
+    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\n' || p[n - 1] == '\r')) {
+        n--;
+    }
+    memmove(s, p, n);
+    s[n] = '\0';
+    return s;
+}

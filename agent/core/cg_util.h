@@ -1,0 +1,29 @@
+/* cg_util: small helpers that several modules need: files, base64, strings. */
+#ifndef CG_UTIL_H
+#define CG_UTIL_H
+
+#include "cg_err.h"
+
+#include <stddef.h>
+
+/* Reads a whole file of at most `limit` bytes into a new NUL-terminated buffer that the
+ * caller frees (cg_secret_free for secrets). Errors name the path. */
+int cg_file_read(const char *path, size_t limit, char **out, size_t *len, struct cg_err *err);
+
+/* Decodes standard base64 (whitespace ignored, padding optional) into a new buffer that the
+ * caller frees; NUL-terminated for convenience. Returns CG_EINVAL on bad input. */
+int cg_b64_decode(const char *in, size_t inlen, unsigned char **out, size_t *outlen);
+/* Encodes to a new NUL-terminated string (standard alphabet, padded); NULL on ENOMEM. */
+char *cg_b64_encode(const unsigned char *in, size_t len);
+
+/* strdup that returns NULL for NULL. */
+char *cg_strdup0(const char *s);
+/* Returns the directory part of path as a new string ("." when none). */
+char *cg_dirname(const char *path);
+/* Joins dir and a relative path; returns a copy of path when it is absolute. */
+char *cg_path_join(const char *dir, const char *path);
+
+/* Trims ASCII whitespace at both ends, in place; returns s. */
+char *cg_trim(char *s);
+
+#endif
