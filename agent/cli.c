@@ -1,11 +1,108 @@
+/* agent/cli.c: parse, dispatch, and turn errors into one line and an exit code. */
 #include "cli.h"
 
+#include "cg_http_global.h"
+#include "cg_log.h"
+#include "identity.h"
+#include "options.h"
+#include "session.h"
+
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *env(const char *name)
+{
+    return getenv(name);
+}
+
+/* Bad input is the user's to fix (exit 2); anything else is a failure (exit 1). */
+static int exit_code_for(int code)
+{
+    return code == CG_EINVAL || code == CG_ENOTFOUND ? CG_EXIT_USAGE : CG_EXIT_FAIL;
+}
+
+static int fail(const struct cg_err *err)
+{
+    fprintf(stderr, "cloudgrant: error: %s\n", err->msg);
+    return exit_code_for(err->code);
+}
+
+static int cmd_identity(const struct cg_options *o)
+{
+    struct cg_session s;
+    struct cg_err err = {0};
+    int rc = cg_session_open(&s, o, env, &err);
+    if (rc < 0) {
+        cg_err_wrap(&err, "cannot load the Kubernetes configuration");
+        return fail(&err);
+    }
+    struct cg_identity_opts io = {
+        .provider = o->provider,
+        .cluster_name = o->cluster_name,
+        .region = o->region,
+        .no_metadata = o->no_metadata,
+        .in_cluster = s.in_cluster,
+        .getenv = env,
+    };
+    struct cg_identity id;
+    rc = cg_identity_resolve(s.http, s.k8s, &io, &id, &err);
+    cg_session_close(&s);
+    if (rc < 0) {
+        cg_err_wrap(&err, "cannot read the cluster identity");
+        /* the configuration was valid; talking to the cluster failed */
+        fail(&err);
+        return CG_EXIT_FAIL;
+    }
+    if (o->output != NULL && strcmp(o->output, "json") == 0) {
+        char *text = cg_identity_json(&id);
+        if (text == NULL) {
+            cg_identity_cleanup(&id);
+            fprintf(stderr, "cloudgrant: error: out of memory\n");
+            return CG_EXIT_FAIL;
+        }
+        printf("%s\n", text);
+        free(text);
+    } else {
+        cg_identity_print_text(&id, stdout);
+    }
+    cg_identity_cleanup(&id);
+    return fflush(stdout) == 0 ? CG_EXIT_OK : CG_EXIT_FAIL;
+}
 
 int cg_cli_main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
-    printf("cloudgrant %s\n", CG_VERSION);
-    return CG_EXIT_OK;
+    struct cg_options o;
+    struct cg_err err = {0};
+    if (cg_options_parse(&o, argc, argv, env, &err) < 0) {
+        fprintf(stderr, "cloudgrant: error: %s\n", err.msg);
+        return CG_EXIT_USAGE;
+    }
+    cg_log_setup(o.log_level ? cg_log_parse_level(o.log_level) : CG_LOG_WARN,
+                 o.log_format && strcmp(o.log_format, "json") == 0 ? CG_LOG_JSON : CG_LOG_TEXT);
+    switch (o.command) {
+    case CG_CMD_VERSION:
+        printf("cloudgrant %s\n", CG_VERSION);
+        return CG_EXIT_OK;
+    case CG_CMD_HELP:
+        cg_options_usage(stdout);
+        return CG_EXIT_OK;
+    case CG_CMD_NONE:
+        cg_options_usage(stderr);
+        return CG_EXIT_USAGE;
+    case CG_CMD_IDENTITY:
+        break;
+    default:
+        fprintf(stderr,
+                "cloudgrant: error: command '%s' is not available in cloudgrant %s yet; this "
+                "version provides 'identity'\n",
+                cg_command_name(o.command), CG_VERSION);
+        return CG_EXIT_USAGE;
+    }
+    if (cg_http_global_init(&err) < 0) {
+        return fail(&err);
+    }
+    int code = cmd_identity(&o);
+    cg_http_global_cleanup();
+    return code;
 }

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int cg_file_read(const char *path, size_t limit, char **out, size_t *len, struct cg_err *err)
@@ -169,4 +171,110 @@ char *cg_trim(char *s)
     memmove(s, p, n);
     s[n] = '\0';
     return s;
+}
+
+int cg_parse_rfc3339(const char *s, int64_t *epoch)
+{
+    int Y, M, D, h, m, sec, n = 0;
+    if (s == NULL ||
+        sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6 ||
+        n != 19) {
+        return CG_EINVAL;
+    }
+    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || Y < 1970) {
+        return CG_EINVAL;
+    }
+    const char *p = s + n;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9') {
+            return CG_EINVAL;
+        }
+        while (*p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+    long offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om, k = 0;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &k) != 2 || k != 5 || oh > 23 || om > 59) {
+            return CG_EINVAL;
+        }
+        offset = (oh * 3600L + om * 60L) * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return CG_EINVAL;
+    }
+    if (*p != '\0') {
+        return CG_EINVAL;
+    }
+    struct tm tm = {0};
+    tm.tm_year = Y - 1900;
+    tm.tm_mon = M - 1;
+    tm.tm_mday = D;
+    tm.tm_hour = h;
+    tm.tm_min = m;
+    tm.tm_sec = sec;
+    *epoch = (int64_t)timegm(&tm) - offset;
+    return 0;
+}
+
+void cg_format_rfc3339(int64_t epoch, char *buf, size_t len)
+{
+    time_t t = (time_t)epoch;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+uint64_t cg_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int host_is_loopback(const char *h, size_t n)
+{
+    if ((n == 9 && strncasecmp(h, "localhost", 9) == 0) ||
+        (n == 5 && strncmp(h, "[::1]", 5) == 0)) {
+        return 1;
+    }
+    if (n < 9 || strncmp(h, "127.", 4) != 0) {
+        return 0;
+    }
+    for (size_t i = 4; i < n; i++) {
+        if (!((h[i] >= '0' && h[i] <= '9') || h[i] == '.')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int cg_url_check_transport(const char *url, int allow_insecure, const char *what,
+                           struct cg_err *err)
+{
+    if (strncasecmp(url, "https://", 8) == 0) {
+        return 0;
+    }
+    if (strncasecmp(url, "http://", 7) != 0) {
+        return cg_err_set(err, CG_EINVAL, "%s '%s' must start with https://", what, url);
+    }
+    const char *h = url + 7;
+    size_t n;
+    if (*h == '[') {
+        const char *e = strchr(h, ']');
+        n = e ? (size_t)(e - h + 1) : strlen(h);
+    } else {
+        n = strcspn(h, ":/?#");
+    }
+    if (allow_insecure || host_is_loopback(h, n)) {
+        return 0;
+    }
+    return cg_err_set(err, CG_EINVAL,
+                      "%s '%s' uses plain http to a non-loopback host: use https, or pass "
+                      "--allow-insecure-http if you accept that",
+                      what, url);
 }

@@ -5,6 +5,7 @@
 #include "cg_err.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Reads a whole file of at most `limit` bytes into a new NUL-terminated buffer that the
  * caller frees (cg_secret_free for secrets). Errors name the path. */
@@ -25,5 +26,19 @@ char *cg_path_join(const char *dir, const char *path);
 
 /* Trims ASCII whitespace at both ends, in place; returns s. */
 char *cg_trim(char *s);
+
+/* Parses an RFC 3339 timestamp ("2026-11-22T10:00:00Z", fractions and +hh:mm offsets allowed)
+ * into seconds since the epoch. Returns 0 or CG_EINVAL. */
+int cg_parse_rfc3339(const char *s, int64_t *epoch);
+/* Formats seconds since the epoch as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes). */
+void cg_format_rfc3339(int64_t epoch, char *buf, size_t len);
+/* Milliseconds from a monotonic clock. */
+uint64_t cg_now_ms(void);
+
+/* Plain http:// is allowed only to loopback hosts (tests) unless the user opted in.
+ * Returns 0 for https://, for http:// to localhost/127.0.0.0/8/[::1], or when allow_insecure;
+ * CG_EINVAL with a message naming `what` otherwise (also for other schemes). */
+int cg_url_check_transport(const char *url, int allow_insecure, const char *what,
+                           struct cg_err *err);
 
 #endif
