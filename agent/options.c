@@ -1,0 +1,246 @@
+/* agent/options.c: flags and CLOUDGRANT_* variables, from one table. */
+#include "options.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const command_names[CG_CMD_COUNT] = {
+    [CG_CMD_NONE] = "",           [CG_CMD_IDENTITY] = "identity", [CG_CMD_PLAN] = "plan",
+    [CG_CMD_ONBOARD] = "onboard", [CG_CMD_CHECK] = "check",       [CG_CMD_WATCH] = "watch",
+    [CG_CMD_ROTATE] = "rotate",   [CG_CMD_OFFBOARD] = "offboard", [CG_CMD_VERSION] = "version",
+    [CG_CMD_HELP] = "help",
+};
+
+const char *cg_command_name(enum cg_command c)
+{
+    return c < CG_CMD_COUNT ? command_names[c] : "";
+}
+
+enum opt_kind { OPT_STRING, OPT_BOOL };
+
+struct opt_def {
+    const char *name; /* long flag without "--"; the variable is CLOUDGRANT_<NAME> */
+    char short_name;
+    enum opt_kind kind;
+    size_t offset;
+    const char *arg; /* placeholder in help */
+    const char *help;
+    const char *const *choices; /* NULL = any value */
+};
+
+static const char *const text_json[] = {"text", "json", NULL};
+static const char *const providers[] = {"aws", "gcp", "azure", "outscale", NULL};
+static const char *const levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+
+#define OFF(f) offsetof(struct cg_options, f)
+static const struct opt_def opts[] = {
+    {"kubeconfig", 0, OPT_STRING, OFF(kubeconfig), "PATH",
+     "kubeconfig file (else $KUBECONFIG, else in-cluster, else ~/.kube/config)", NULL},
+    {"context", 0, OPT_STRING, OFF(context), "NAME", "kubeconfig context to use", NULL},
+    {"provider", 0, OPT_STRING, OFF(provider), "NAME",
+     "cloud provider: aws|gcp|azure|outscale (else detected from the nodes)", providers},
+    {"cluster-name", 0, OPT_STRING, OFF(cluster_name), "NAME",
+     "cluster name, when the cluster does not reveal it", NULL},
+    {"region", 0, OPT_STRING, OFF(region), "NAME", "cloud region, overriding detection", NULL},
+    {"output", 'o', OPT_STRING, OFF(output), "FORMAT", "output format: text|json", text_json},
+    {"log-format", 0, OPT_STRING, OFF(log_format), "FORMAT", "log format on stderr: text|json",
+     text_json},
+    {"log-level", 0, OPT_STRING, OFF(log_level), "LEVEL",
+     "error|warn|info|debug|trace (default warn)", levels},
+    {"no-metadata", 0, OPT_BOOL, OFF(no_metadata), NULL,
+     "do not ask the cloud's instance metadata service", NULL},
+    {"allow-insecure-http", 0, OPT_BOOL, OFF(allow_insecure_http), NULL,
+     "allow plain http:// to a non-loopback Kubernetes API", NULL},
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static void env_name(const struct opt_def *d, char *buf, size_t len)
+{
+    size_t n = (size_t)snprintf(buf, len, "CLOUDGRANT_");
+    for (const char *p = d->name; *p && n + 1 < len; p++) {
+        buf[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    }
+    buf[n] = '\0';
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off", ""};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int set_value(struct cg_options *o, const struct opt_def *d, const char *v, const char *from,
+                     struct cg_err *err)
+{
+    char *field = (char *)o + d->offset;
+    if (d->kind == OPT_BOOL) {
+        int b;
+        if (parse_bool(v, &b) < 0) {
+            return cg_err_set(err, CG_EINVAL, "%s: '%s' is not a boolean (true or false)", from, v);
+        }
+        *(int *)(void *)field = b;
+        return 0;
+    }
+    if (d->choices != NULL) {
+        int ok = 0;
+        for (size_t i = 0; d->choices[i] != NULL; i++) {
+            ok |= strcmp(d->choices[i], v) == 0;
+        }
+        if (!ok) {
+            char list[128] = "";
+            for (size_t i = 0; d->choices[i] != NULL; i++) {
+                size_t n = strlen(list);
+                snprintf(list + n, sizeof(list) - n, "%s%s", i ? "|" : "", d->choices[i]);
+            }
+            return cg_err_set(err, CG_EINVAL, "%s: '%s' is not one of %s", from, v, list);
+        }
+    }
+    *(const char **)(void *)field = v;
+    return 0;
+}
+
+static const struct opt_def *find_long(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (strlen(opts[i].name) == len && strncmp(opts[i].name, name, len) == 0) {
+            return &opts[i];
+        }
+    }
+    return NULL;
+}
+
+static const struct opt_def *find_short(char c)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (opts[i].short_name == c) {
+            return &opts[i];
+        }
+    }
+    return NULL;
+}
+
+int cg_options_parse(struct cg_options *o, int argc, char **argv, cg_getenv_fn *getenv_fn,
+                     struct cg_err *err)
+{
+    memset(o, 0, sizeof(*o));
+    /* Environment first, so that flags override it. */
+    for (size_t i = 0; i < NOPTS; i++) {
+        char name[64];
+        env_name(&opts[i], name, sizeof(name));
+        const char *v = getenv_fn(name);
+        if (v != NULL && set_value(o, &opts[i], v, name, err) < 0) {
+            return CG_EINVAL;
+        }
+    }
+    int only_args = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const struct opt_def *d = NULL;
+        const char *value = NULL;
+        char flag[96];
+        if (!only_args && strcmp(a, "--") == 0) {
+            only_args = 1;
+            continue;
+        }
+        if (!only_args && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
+            o->command = CG_CMD_HELP;
+            return 0;
+        }
+        if (!only_args && strcmp(a, "--version") == 0) {
+            o->command = CG_CMD_VERSION;
+            continue;
+        }
+        if (!only_args && strncmp(a, "--", 2) == 0) {
+            const char *eq = strchr(a + 2, '=');
+            size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            d = find_long(a + 2, len);
+            snprintf(flag, sizeof(flag), "--%.*s", (int)len, a + 2);
+            if (d == NULL) {
+                return cg_err_set(err, CG_EINVAL, "unknown option '%s' (see cloudgrant --help)",
+                                  flag);
+            }
+            value = eq ? eq + 1 : NULL;
+        } else if (!only_args && a[0] == '-' && a[1] != '\0') {
+            d = find_short(a[1]);
+            snprintf(flag, sizeof(flag), "-%c", a[1]);
+            if (d == NULL) {
+                return cg_err_set(err, CG_EINVAL, "unknown option '%s' (see cloudgrant --help)",
+                                  flag);
+            }
+            value = a[2] ? a + 2 : NULL;
+        } else {
+            if (o->command != CG_CMD_NONE) {
+                return cg_err_set(err, CG_EINVAL, "unexpected argument '%s' after command '%s'", a,
+                                  cg_command_name(o->command));
+            }
+            for (int c = 1; c < CG_CMD_COUNT; c++) {
+                if (strcmp(a, command_names[c]) == 0) {
+                    o->command = (enum cg_command)c;
+                }
+            }
+            if (o->command == CG_CMD_NONE) {
+                return cg_err_set(err, CG_EINVAL, "unknown command '%s' (see cloudgrant --help)",
+                                  a);
+            }
+            continue;
+        }
+        if (d->kind == OPT_BOOL) {
+            if (set_value(o, d, value ? value : "true", flag, err) < 0) {
+                return CG_EINVAL;
+            }
+            continue;
+        }
+        if (value == NULL) {
+            if (i + 1 >= argc) {
+                return cg_err_set(err, CG_EINVAL, "option '%s' needs a value", flag);
+            }
+            value = argv[++i];
+        }
+        if (set_value(o, d, value, flag, err) < 0) {
+            return CG_EINVAL;
+        }
+    }
+    return 0;
+}
+
+void cg_options_usage(FILE *out)
+{
+    fprintf(out, "usage: cloudgrant <command> [options]\n\n"
+                 "Gives a SaaS platform exactly the cloud identity it needs, from inside the\n"
+                 "customer's Kubernetes cluster.\n\n"
+                 "commands:\n"
+                 "  identity        print the cluster identity (-o json for the contract form)\n"
+                 "  version         print the version\n"
+                 "  help            print this help\n\n"
+                 "options (each also read from the environment variable shown):\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        char left[64];
+        char env[64];
+        if (opts[i].short_name) {
+            snprintf(left, sizeof(left), "-%c, --%s%s%s", opts[i].short_name, opts[i].name,
+                     opts[i].arg ? " " : "", opts[i].arg ? opts[i].arg : "");
+        } else {
+            snprintf(left, sizeof(left), "    --%s%s%s", opts[i].name, opts[i].arg ? " " : "",
+                     opts[i].arg ? opts[i].arg : "");
+        }
+        env_name(&opts[i], env, sizeof(env));
+        fprintf(out, "  %-30s %s\n  %-30s [%s]\n", left, opts[i].help, "", env);
+    }
+    fprintf(out, "\nexit codes: 0 success, 1 failure, 2 usage or bad input, 3 drift found\n");
+}

@@ -1,0 +1,51 @@
+/* options: the command line and its CLOUDGRANT_<OPTION> environment twins.
+ *
+ * Every option can be given as a flag or as an environment variable (so a Helm chart can set
+ * it); a flag wins over the variable. The table in options.c is the single list of options:
+ * help text, README and parsing all follow it. */
+#ifndef CG_OPTIONS_H
+#define CG_OPTIONS_H
+
+#include "cg_err.h"
+
+#include <stdio.h>
+
+enum cg_command {
+    CG_CMD_NONE = 0,
+    CG_CMD_IDENTITY,
+    CG_CMD_PLAN,
+    CG_CMD_ONBOARD,
+    CG_CMD_CHECK,
+    CG_CMD_WATCH,
+    CG_CMD_ROTATE,
+    CG_CMD_OFFBOARD,
+    CG_CMD_VERSION,
+    CG_CMD_HELP,
+    CG_CMD_COUNT
+};
+
+struct cg_options {
+    enum cg_command command;
+    /* Borrowed from argv or the environment; valid for the life of the process. */
+    const char *kubeconfig;
+    const char *context;
+    const char *provider;
+    const char *cluster_name;
+    const char *region;
+    const char *output;     /* "text" | "json" */
+    const char *log_format; /* "text" | "json" */
+    const char *log_level;
+    int no_metadata;
+    int allow_insecure_http; /* plain http:// to a non-loopback Kubernetes API */
+};
+
+/* Parses argv and the environment (through `getenv_fn`, injectable for tests).
+ * Returns 0, or CG_EINVAL with a one-line message for a usage error. */
+typedef const char *cg_getenv_fn(const char *name);
+int cg_options_parse(struct cg_options *o, int argc, char **argv, cg_getenv_fn *getenv_fn,
+                     struct cg_err *err);
+
+const char *cg_command_name(enum cg_command c);
+void cg_options_usage(FILE *out);
+
+#endif
