@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets everything up, builds cloudgrant and runs its main job end to end against the local
+# emulators: today that is `cloudgrant identity` on an emulated EKS, GKE, AKS and Outscale
+# cluster, each with its cloud's metadata service.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "${CG_SKIP_SETUP:-}" = 1 ] || scripts/setup.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C build cloudgrant >/dev/null
+exec python3 scripts/demo.py --bin build/agent/cloudgrant "$@"
