@@ -116,27 +116,6 @@ static int region_from_gce_zone(const char *zone, size_t *region_len)
     return 1;
 }
 
-/* The default AKS node resource group is MC_<group>_<cluster>_<region>. Both names may hold
- * '_', so the cluster name is taken only when the split is unambiguous. */
-static void aks_name_from_node_rg(struct agreed *name, const char *rg, const char *region)
-{
-    if (rg == NULL || region == NULL || strncasecmp(rg, "MC_", 3) != 0) {
-        return;
-    }
-    size_t n = strlen(rg);
-    size_t rn = strlen(region);
-    if (n <= 3 + rn + 1 || strcasecmp(rg + n - rn, region) != 0 || rg[n - rn - 1] != '_') {
-        return;
-    }
-    const char *mid = rg + 3;
-    size_t midlen = n - rn - 1 - 3;
-    const char *us = memchr(mid, '_', midlen);
-    if (us == NULL || memchr(us + 1, '_', midlen - (size_t)(us + 1 - mid)) != NULL) {
-        return;
-    }
-    agree(name, us + 1, midlen - (size_t)(us + 1 - mid));
-}
-
 int k8s_identity_from_nodes(struct k8s_identity *id, json_t *items)
 {
     struct agreed provider = {0}, region = {0}, account = {0}, name = {0}, zone = {0},
@@ -196,6 +175,9 @@ int k8s_identity_from_nodes(struct k8s_identity *id, json_t *items)
                 const char *e = strchr(p, '/');
                 agree(&account, p, e ? (size_t)(e - p) : strlen(p));
             }
+            /* The node resource group is "MC_<group>_<cluster>_<region>" by default, but it
+             * can be renamed and both names may hold '_': the cluster name is not read from
+             * it (ARM's managedBy on that group is the authoritative source). */
             const char *rg = label(labels, "kubernetes.azure.com/cluster");
             const char *g = strcasestr(pid, "/resourceGroups/");
             if (rg != NULL) {
@@ -205,7 +187,6 @@ int k8s_identity_from_nodes(struct k8s_identity *id, json_t *items)
                 const char *e = strchr(g, '/');
                 agree(&node_rg, g, e ? (size_t)(e - g) : strlen(g));
             }
-            aks_name_from_node_rg(&name, rg, node_region);
         } else if (strncmp(pid, "aws://", 6) == 0 || strncmp(pid, "osc://", 6) == 0) {
             /* Outscale's cloud controller writes the same aws:///<zone>/<vm> shape as EKS:
              * its labels and VM types tell them apart. */

@@ -26,7 +26,8 @@ static void on_instance(struct meta_batch *b, long status, const char *body, siz
         int n = snprintf(z, sizeof(z), "%s-%s", loc, zone);
         cloud__meta_set(b, &b->m.zone, z, n > 0 ? (size_t)n : 0);
     }
-    /* AKS tags its node VMs/scale sets with the managed cluster's name. */
+    /* Some AKS node pools carry the managed cluster's name as a VM tag; most do not, and then
+     * the name stays unknown (the node resource group's tags in ARM are authoritative). */
     size_t i;
     json_t *tag;
     json_array_foreach(json_object_get(compute, "tagsList"), i, tag)

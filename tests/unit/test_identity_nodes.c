@@ -139,12 +139,12 @@ static void test_aks(void **state)
                     "cluster\":\"MC_rg-prod_aks-main_westeurope\",\"topology.kubernetes.io/"
                     "region\":\"westeurope\"}"));
     run(&id, items);
-    expect(&id, "azure", "westeurope", "0b1f6471-1bf0-4dda-aec3-111122223333", "aks-main");
+    expect(&id, "azure", "westeurope", "0b1f6471-1bf0-4dda-aec3-111122223333", NULL);
     assert_string_equal(id.node_resource_group, "MC_rg-prod_aks-main_westeurope");
     k8s_identity_cleanup(&id);
 }
 
-static void test_aks_ambiguous_node_rg_name_not_guessed(void **state)
+static void test_aks_node_rg_never_parsed_for_name(void **state)
 {
     (void)state;
     struct k8s_identity id;
@@ -205,7 +205,7 @@ int main(void)
         cmocka_unit_test(test_outscale_told_apart_from_aws),
         cmocka_unit_test(test_gke),
         cmocka_unit_test(test_aks),
-        cmocka_unit_test(test_aks_ambiguous_node_rg_name_not_guessed),
+        cmocka_unit_test(test_aks_node_rg_never_parsed_for_name),
         cmocka_unit_test(test_unknown_and_hybrid),
         cmocka_unit_test(test_malformed_nodes_do_not_crash),
     };
