@@ -14,6 +14,11 @@
  *   exponential backoff and full jitter (base 200 ms, cap 20 s), waiting at least what a
  *   Retry-After header asks (capped by the request deadline). A classifier callback lets
  *   callers retry protocol-level errors (AWS "Throttling" arrives as a 400).
+ *   When no further attempt fits (attempts or deadline spent) the last result is delivered:
+ *   the last complete response if any attempt got one (err == NULL, even if a later attempt
+ *   failed at the transport level), else the last transport error.
+ * - Error messages name the request as "METHOD url" with the query string and any userinfo
+ *   left out; they never carry header values or bodies.
  * - The sign hook runs before every attempt (fresh timestamps, re-read tokens).
  * - Headers whose names carry credentials never appear in traces (cg_log_header_is_secret). */
 #ifndef CG_HTTP_H
