@@ -229,16 +229,18 @@ int k8s_identity_from_nodes(struct k8s_identity *id, json_t *items)
     if (rc == 0) {
         rc = take_agreed(&id->region, &region);
     }
-    if (rc == 0) {
+    /* Nodes of different clouds (a hybrid cluster) have no one account, name or zone. */
+    int mixed = provider.conflict;
+    if (rc == 0 && !mixed) {
         rc = take_agreed(&id->account, &account);
     }
-    if (rc == 0) {
+    if (rc == 0 && !mixed) {
         rc = take_agreed(&id->name, &name);
     }
-    if (rc == 0) {
+    if (rc == 0 && !mixed) {
         rc = take_agreed(&id->zone, &zone);
     }
-    if (rc == 0) {
+    if (rc == 0 && !mixed) {
         rc = take_agreed(&id->node_resource_group, &node_rg);
     }
     return rc;

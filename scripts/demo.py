@@ -3,6 +3,7 @@
 clusters, each with its cloud's instance metadata service."""
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "emulators"))
 import harness  # noqa: E402
 
-CLOUDS = [("eks", "aws"), ("gke", "gcp"), ("aks", "azure"), ("outscale", "aws")]
+CLOUDS = [("eks", "aws"), ("gke", "gcp"), ("aks", "azure"), ("outscale", None)]
 
 
 def main():
@@ -22,15 +23,19 @@ def main():
     failures = 0
     for cluster, cloud in CLOUDS:
         fixture = os.path.join(ROOT, "tests", "fixtures", "clusters", cluster + ".json")
-        with harness.k8s_api(cluster) as api, harness.metadata(cloud, fixture) as md:
+        with contextlib.ExitStack() as stack:
+            api = stack.enter_context(harness.k8s_api(cluster))
             env = dict(os.environ)
             for k in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST"):
                 env.pop(k, None)
-            env.update({"aws": {"AWS_EC2_METADATA_SERVICE_ENDPOINT": md.url},
-                        "gcp": {"GCE_METADATA_HOST": "127.0.0.1:%d" % md.port},
-                        "azure": {"CLOUDGRANT_AZURE_IMDS_URL": md.url}}[cloud])
-            print("\n### %s cluster (Kubernetes API %s, %s metadata %s)" %
-                  (cluster.upper(), api.url, cloud, md.url))
+            where = "no metadata service"
+            if cloud is not None:
+                md = stack.enter_context(harness.metadata(cloud, fixture))
+                env.update(md.env)
+                where = "%s metadata %s" % (cloud, md.url)
+            else:
+                env["AWS_EC2_METADATA_DISABLED"] = "true"
+            print("\n### %s cluster (Kubernetes API %s, %s)" % (cluster.upper(), api.url, where))
             for extra in ([], ["-o", "json"]):
                 cmd = [binary, "identity", "--kubeconfig", api.kubeconfig] + extra
                 print("$ cloudgrant identity --kubeconfig %s %s" %
