@@ -253,7 +253,7 @@ struct fetch {
     struct k8s_identity id;
     json_t *nodes; /* accumulated items across pages */
     int pending;
-    int nodes_forbidden;
+    int pages;
     struct cg_err err;
     k8s_identity_cb *done;
     void *data;
@@ -343,8 +343,16 @@ static void on_nodes(long status, json_t *body, const struct cg_err *err, void *
     }
     const char *cont =
         json_string_value(json_object_get(json_object_get(body, "metadata"), "continue"));
-    /* Far more nodes than any cluster has means a server that keeps paging: stop there. */
-    if (cont != NULL && cont[0] != '\0' && json_array_size(f->nodes) < 100000) {
+    /* A server that keeps answering "continue" (with or without items) must not keep us
+     * paging forever: 200 pages of 500 is far beyond any real cluster. */
+    if (cont != NULL && cont[0] != '\0' && ++f->pages >= 200) {
+        struct cg_err perr = {0};
+        cg_err_set(&perr, CG_ETOOBIG, "GET /api/v1/nodes: more than 200 pages of nodes");
+        record_error(f, &perr);
+        fetch_step_done(f);
+        return;
+    }
+    if (cont != NULL && cont[0] != '\0') {
         struct cg_buf path;
         cg_buf_init(&path, 0);
         char *esc = NULL;

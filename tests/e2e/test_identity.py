@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
 
 SRC = os.environ.get("CG_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tests", "emulators"))
@@ -300,19 +299,7 @@ def main():
     if not os.path.exists(BIN):
         print("cloudgrant binary not found at %s" % BIN)
         return 1
-    tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
-    passed = failed = 0
-    for name, fn in tests:
-        try:
-            fn()
-            passed += 1
-            print("ok   %s" % name)
-        except Exception:
-            failed += 1
-            print("FAIL %s" % name)
-            traceback.print_exc()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return harness.run_tests(globals())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import traceback
 
 SRC = os.environ.get("CG_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tests", "emulators"))
@@ -77,18 +76,7 @@ def test_forbidden_is_reported_with_the_rbac_message():
 
 
 def main():
-    passed = failed = 0
-    for name, fn in sorted((n, f) for n, f in globals().items() if n.startswith("test_")):
-        try:
-            fn()
-            passed += 1
-            print("ok   %s" % name)
-        except Exception:
-            failed += 1
-            print("FAIL %s" % name)
-            traceback.print_exc()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return harness.run_tests(globals())
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ EMU_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, EMU_DIR)
 from emu_common import FIXTURES_DIR, load_fixture  # noqa: E402
 
-__all__ = ["k8s_api", "metadata", "find_binary", "load_fixture", "expected_identity",
+__all__ = ["k8s_api", "metadata", "find_binary", "run_tests", "load_fixture", "expected_identity",
            "FIXTURES_DIR", "EMU_DIR", "PYTHON", "KUBECTL", "EmulatorError"]
 
 READY_TIMEOUT = 20.0
@@ -236,3 +236,23 @@ if __name__ == "__main__":  # tiny smoke run: python3 harness.py eks
     with k8s_api(c) as k:
         print(json.dumps({"url": k.url, "kubeconfig": k.kubeconfig}))
         print(k.kubectl("get", "nodes").stdout)
+
+
+def run_tests(namespace):
+    """Runs every test_* function of a test module in name order and prints the closing
+    line ctest readers look for ("N passed, M failed"). Returns the process exit code."""
+    import traceback
+    tests = sorted((n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f))
+    passed = failed = 0
+    for name, fn in tests:
+        try:
+            fn()
+            passed += 1
+            print("ok   %s" % name)
+        except Exception:
+            failed += 1
+            print("FAIL %s" % name)
+            traceback.print_exc()
+        sys.stdout.flush()
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed or not tests else 0
