@@ -662,6 +662,24 @@ const char *cg_http_req_url(const struct cg_http_req *req)
     return req->url;
 }
 
+const char *cg_http_req_request_body(const struct cg_http_req *req, size_t *len)
+{
+    if (len != NULL) {
+        *len = req->has_body ? req->body_len : 0;
+    }
+    return req->has_body ? req->body : NULL;
+}
+
+const char *cg_http_req_request_header(const struct cg_http_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->nhdrs; i++) {
+        if (strcasecmp(req->hdrs[i].name, name) == 0) {
+            return req->hdrs[i].value;
+        }
+    }
+    return NULL;
+}
+
 char *cg_http_req_take_body(struct cg_http_req *req, size_t *len)
 {
     return cg_buf_steal(&req->last.body, len);

@@ -102,6 +102,10 @@ const char *cg_http_req_resp_header(const struct cg_http_req *req, const char *n
 int cg_http_req_attempts(const struct cg_http_req *req);
 const char *cg_http_req_method(const struct cg_http_req *req);
 const char *cg_http_req_url(const struct cg_http_req *req);
+/* The request as built (for sign hooks): body (NULL when none) and a header's value
+ * (case-insensitive name; NULL when absent). */
+const char *cg_http_req_request_body(const struct cg_http_req *req, size_t *len);
+const char *cg_http_req_request_header(const struct cg_http_req *req, const char *name);
 /* Detaches the response body (caller frees) so it can outlive the request. */
 char *cg_http_req_take_body(struct cg_http_req *req, size_t *len);
 

@@ -1,0 +1,83 @@
+/* profile: a grant profile, the YAML document that states the identity a platform needs in
+ * each cloud (README "Grant profiles"). It is data, not code: adding a policy or a role is a
+ * change to a profile. Loading renders every template from the cluster identity, so what
+ * comes out is exactly what the reconcile compares against the cloud. */
+#ifndef CG_PROFILE_H
+#define CG_PROFILE_H
+
+#include "cg_err.h"
+
+#include <stddef.h>
+
+enum profile_aws_mode { PROFILE_AWS_USER = 0, PROFILE_AWS_ROLE };
+
+struct profile_tag {
+    char *key;
+    char *value;
+};
+
+struct profile_policy {
+    char *name;
+    char *description; /* NULL when none */
+    char *document;    /* rendered policy JSON (compact) */
+};
+
+struct profile_aws {
+    int present; /* the profile has an aws section */
+    enum profile_aws_mode mode;
+    char *name;                 /* user or role name, rendered */
+    char *path;                 /* IAM path, default "/" */
+    char **managed_policy_arns; /* AWS-managed or existing policies to attach, rendered */
+    size_t managed_count;
+    struct profile_policy *customer_policies; /* created and owned by cloudgrant */
+    size_t customer_count;
+    struct profile_policy *inline_policies;
+    size_t inline_count;
+    int access_key; /* user mode: keep exactly one access key */
+    /* role mode */
+    char *trust_principal; /* ARN of the platform's principal */
+    char *external_id;
+    char *trust_policy;        /* rendered trust policy JSON (role mode) */
+    long max_session_duration; /* 0 = IAM's default */
+    struct profile_tag *tags;  /* extra tags besides cloudgrant's own */
+    size_t tag_count;
+};
+
+struct profile {
+    char *name;
+    char *description;
+    char *source; /* the file it was loaded from */
+    struct profile_aws aws;
+};
+
+/* Values templates may use. NULL = unknown: a template that needs it fails with a message
+ * that says which flag supplies it. */
+struct profile_vars {
+    const char *cluster_name;
+    const char *cluster_id;
+    const char *cluster_region;
+    const char *cloud_account;
+};
+
+/* Command-line choices that win over the profile. NULL = keep the profile's. */
+struct profile_overrides {
+    const char *aws_mode; /* "user" | "role" */
+    const char *aws_trust_principal;
+    const char *aws_external_id;
+};
+
+/* Loads `name_or_path`: a path (contains '/' or ends in .yaml/.yml) or the name of a built-in
+ * profile in `builtin_dir` (<dir>/<name>.yaml). Policy documents named by file are read
+ * relative to the profile. Errors are CG_EINVAL with "<file>:<line>:<col>: <problem>" where
+ * the problem is in the YAML, or naming the policy file. *out is the caller's on success. */
+int profile_load(struct profile **out, const char *name_or_path, const char *builtin_dir,
+                 const struct profile_vars *vars, const struct profile_overrides *ov,
+                 struct cg_err *err);
+void profile_free(struct profile *p);
+
+/* Renders one template string ("cast-eks-{{cluster.name}}", "{{cluster.name | sha1 | trunc 8}}")
+ * into a new string. Exposed for tests and the fuzzer. */
+int profile_render(const char *tmpl, const struct profile_vars *vars, char **out,
+                   struct cg_err *err);
+
+#endif
