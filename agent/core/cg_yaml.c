@@ -458,6 +458,9 @@ int cg_yaml_check_keys(struct cg_yaml *y, const yaml_node_t *map, const char *co
             const char *name = NULL;
             if (k->type != YAML_SCALAR_NODE || cg_yaml_node_str(y, k, "key", &name, NULL) < 0) {
                 rc = cg_yaml_errorf(y, k, err, CG_EINVAL, "keys must be strings");
+            } else if (name == NULL || name[0] == '\0') {
+                /* an empty key ("? " alone) reads as a null scalar */
+                rc = cg_yaml_errorf(y, k, err, CG_EINVAL, "a key is empty");
             } else {
                 char shown[72];
                 rc = cg_yaml_errorf(y, k, err, CG_EINVAL, "unknown key '%s'",
