@@ -69,11 +69,24 @@ struct profile_overrides {
 /* Loads `name_or_path`: a path (contains '/' or ends in .yaml/.yml) or the name of a built-in
  * profile in `builtin_dir` (<dir>/<name>.yaml). Policy documents named by file are read
  * relative to the profile. Errors are CG_EINVAL with "<file>:<line>:<col>: <problem>" where
- * the problem is in the YAML, or naming the policy file. *out is the caller's on success. */
+ * the problem is in the YAML, or naming the policy file. *out is the caller's on success.
+ * Also CG_EINVAL: an unknown built-in name (the message lists the built-ins), a profile file
+ * that does not exist, a template value this cluster does not reveal ("profile 'x': aws.user.name
+ * needs {{cluster.name}}, which this cluster does not reveal: pass --cluster-name"), role mode
+ * without a principal. CG_EIO: a file that exists but cannot be read. CG_ETOOBIG: a profile
+ * over 1 MiB. CG_ENOMEM.
+ * The format, the template syntax and every rule checked: docs/profiles.md. */
 int profile_load(struct profile **out, const char *name_or_path, const char *builtin_dir,
                  const struct profile_vars *vars, const struct profile_overrides *ov,
                  struct cg_err *err);
 void profile_free(struct profile *p);
+
+/* The same from a buffer: `source` names it in messages (and becomes profile->source); policy
+ * files resolve against `dir`, and dir NULL refuses them (every document must then be inline),
+ * which is what a profile from a ConfigMap or a fuzzer needs. */
+int profile_load_buffer(struct profile **out, const char *buf, size_t len, const char *source,
+                        const char *dir, const struct profile_vars *vars,
+                        const struct profile_overrides *ov, struct cg_err *err);
 
 /* Renders one template string ("cast-eks-{{cluster.name}}", "{{cluster.name | sha1 | trunc 8}}")
  * into a new string. Exposed for tests and the fuzzer. */

@@ -1,0 +1,1722 @@
+/* profile.c: grant profiles from YAML to struct profile, rendered and checked against IAM's
+ * rules, so that a profile IAM would refuse fails here, before any cloud call, with a message
+ * that names the field (docs/profiles.md is the format's reference).
+ *
+ * Loading is strict: an unknown key is an error (a typo must not silently drop a permission),
+ * every value has one type, and every name is checked after rendering, because the cluster name
+ * is what usually breaks it. Policy documents are parsed as JSON, rendered string by string and
+ * serialised again: template values are never spliced into JSON text. */
+#include "profile.h"
+
+#include "cg_buf.h"
+#include "cg_util.h"
+#include "cg_yaml.h"
+#include "policy.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#define API_VERSION "cloudgrant.io/v1alpha1"
+#define KIND        "GrantProfile"
+
+#define PROFILE_MAX     (1u * 1024u * 1024u)
+#define POLICY_FILE_MAX (1u * 1024u * 1024u) /* pretty-printed; IAM's own cap is 131072 chars */
+#define RENDER_MAX      (1u * 1024u * 1024u)
+#define FILTERS_MAX     16
+#define TRUNC_MAX       4096
+#define SHOWN_MAX       96
+#define FROM_MAX        256 /* "aws.customerPolicies[0].document (<file>)" */
+
+/* IAM's limits (protocols.md 1.3, the IAM quotas page). */
+#define IAM_ENTITY_NAME_MAX  64
+#define IAM_POLICY_NAME_MAX  128
+#define IAM_PATH_MAX         512
+#define IAM_DESCRIPTION_MAX  1000
+#define IAM_MANAGED_SIZE_MAX 6144
+#define IAM_INLINE_USER_MAX  2048
+#define IAM_INLINE_ROLE_MAX  10240
+#define IAM_TRUST_MAX        2048
+#define IAM_ATTACHED_MAX     20 /* 10 unless the account's quota was raised */
+#define IAM_TAGS_MAX         48 /* IAM allows 50; cloudgrant adds two of its own */
+#define IAM_TAG_KEY_MAX      128
+#define IAM_TAG_VALUE_MAX    256
+#define IAM_ARN_MIN          20
+#define IAM_ARN_MAX          2048
+#define IAM_SESSION_MIN      3600
+#define IAM_SESSION_MAX      43200
+#define IAM_EXTERNAL_ID_MIN  2
+#define IAM_EXTERNAL_ID_MAX  1224
+
+static int oom(struct cg_err *err)
+{
+    return cg_err_set(err, CG_ENOMEM, "out of memory");
+}
+
+/* A value quoted in a message: one line, bounded. */
+#define SHOWN(buf, s) cg_yaml_printable((buf), sizeof(buf), (s) ? (s) : "")
+
+/* ------------------------------------------------------------------------------------------
+ * Templates */
+
+struct tvar {
+    const char *name;
+    size_t offset;        /* of the value in struct profile_vars */
+    const char *supplier; /* what to do when the value is unknown */
+};
+
+static const struct tvar tvars[] = {
+    {"cluster.name", offsetof(struct profile_vars, cluster_name), "pass --cluster-name"},
+    {"cluster.id", offsetof(struct profile_vars, cluster_id),
+     "it is the UID of namespace kube-system: let the agent read that namespace"},
+    {"cluster.region", offsetof(struct profile_vars, cluster_region), "pass --region"},
+    {"cloud.account", offsetof(struct profile_vars, cloud_account),
+     "it comes from the cloud credentials or the metadata service: give the agent credentials "
+     "that can call sts:GetCallerIdentity"},
+};
+
+#define TVAR_COUNT (sizeof(tvars) / sizeof(tvars[0]))
+
+enum filter_op { F_SHA1, F_LOWER, F_TRUNC };
+
+struct filter {
+    enum filter_op op;
+    size_t arg;
+};
+
+/* A piece of a template quoted in a message. */
+static const char *shown_n(char *dst, size_t cap, const char *s, size_t len)
+{
+    size_t keep = len < cap - 4 ? len : cap - 4;
+    for (size_t i = 0; i < keep; i++) {
+        unsigned char c = (unsigned char)s[i];
+        dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    if (keep < len) {
+        memcpy(dst + keep, "...", 3);
+        keep += 3;
+    }
+    dst[keep] = '\0';
+    return dst;
+}
+
+static void trim(const char **s, size_t *len)
+{
+    while (*len > 0 && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len > 0 && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t')) {
+        (*len)--;
+    }
+}
+
+static int same(const char *s, size_t len, const char *word)
+{
+    return strlen(word) == len && memcmp(s, word, len) == 0;
+}
+
+static int parse_filter(const char *s, size_t len, struct filter *f, struct cg_err *err)
+{
+    char sh[SHOWN_MAX];
+    size_t wlen = 0;
+    while (wlen < len && s[wlen] != ' ' && s[wlen] != '\t') {
+        wlen++;
+    }
+    const char *arg = s + wlen;
+    size_t alen = len - wlen;
+    trim(&arg, &alen);
+    if (wlen == 0) {
+        return cg_err_set(err, CG_EINVAL, "empty filter after '|'");
+    }
+    if (same(s, wlen, "sha1") || same(s, wlen, "lower")) {
+        if (alen > 0) {
+            return cg_err_set(err, CG_EINVAL, "filter '%.*s' takes no argument", (int)wlen, s);
+        }
+        f->op = same(s, wlen, "sha1") ? F_SHA1 : F_LOWER;
+        return 0;
+    }
+    if (same(s, wlen, "trunc")) {
+        size_t n = 0;
+        int ok = alen > 0 && alen <= 4;
+        for (size_t i = 0; ok && i < alen; i++) {
+            ok = arg[i] >= '0' && arg[i] <= '9';
+            n = n * 10 + (size_t)(arg[i] - '0');
+        }
+        if (!ok || n == 0 || n > TRUNC_MAX) {
+            return cg_err_set(err, CG_EINVAL,
+                              "filter 'trunc' needs a length from 1 to %d, as in 'trunc 8'",
+                              TRUNC_MAX);
+        }
+        f->op = F_TRUNC;
+        f->arg = n;
+        return 0;
+    }
+    return cg_err_set(err, CG_EINVAL, "unknown filter '%s' (filters: sha1, lower, trunc N)",
+                      shown_n(sh, sizeof(sh), s, wlen));
+}
+
+/* Applies f to the NUL-terminated value in b. */
+static int apply_filter(const struct filter *f, struct cg_buf *b)
+{
+    switch (f->op) {
+    case F_LOWER:
+        /* ASCII only: the names it serves are ASCII, and bytes of a UTF-8 sequence must stay. */
+        for (size_t i = 0; i < b->len; i++) {
+            if (b->data[i] >= 'A' && b->data[i] <= 'Z') {
+                b->data[i] = (char)(b->data[i] - 'A' + 'a');
+            }
+        }
+        return 0;
+    case F_TRUNC: {
+        /* Characters, not bytes, so a cut never splits a UTF-8 sequence. */
+        size_t chars = 0;
+        for (size_t i = 0; i < b->len; i++) {
+            if (((unsigned char)b->data[i] & 0xC0) != 0x80 && chars++ == f->arg) {
+                b->len = i;
+                b->data[i] = '\0';
+                break;
+            }
+        }
+        return 0;
+    }
+    case F_SHA1: {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        if (!EVP_Digest(b->data ? b->data : "", b->len, md, &mdlen, EVP_sha1(), NULL)) {
+            return CG_ENOMEM;
+        }
+        cg_buf_reset(b);
+        for (unsigned int i = 0; i < mdlen; i++) {
+            int rc = cg_buf_printf(b, "%02x", md[i]);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+        return 0;
+    }
+    }
+    return CG_EINVAL;
+}
+
+/* One "{{ var | filter ... }}" expression: the whole syntax is checked before the value is
+ * looked up, so a typo is reported even when the value is unknown. */
+static int eval(const char *expr, size_t len, const struct profile_vars *vars, struct cg_buf *out,
+                const struct tvar **missing, struct cg_err *err)
+{
+    struct filter filters[FILTERS_MAX];
+    size_t nfilters = 0;
+    char sh[SHOWN_MAX];
+    const char *bar = memchr(expr, '|', len);
+    const char *name = expr;
+    size_t name_len = bar ? (size_t)(bar - expr) : len;
+    trim(&name, &name_len);
+    if (name_len == 0) {
+        return cg_err_set(err, CG_EINVAL, "'{{ }}' names no variable");
+    }
+    const struct tvar *var = NULL;
+    for (size_t i = 0; i < TVAR_COUNT; i++) {
+        if (same(name, name_len, tvars[i].name)) {
+            var = &tvars[i];
+        }
+    }
+    if (var == NULL) {
+        return cg_err_set(err, CG_EINVAL,
+                          "unknown variable '%s' (variables: cluster.name, cluster.id, "
+                          "cluster.region, cloud.account)",
+                          shown_n(sh, sizeof(sh), name, name_len));
+    }
+    while (bar != NULL) {
+        const char *f = bar + 1;
+        const char *end = expr + len;
+        bar = memchr(f, '|', (size_t)(end - f));
+        size_t flen = (size_t)((bar ? bar : end) - f);
+        trim(&f, &flen);
+        if (nfilters == FILTERS_MAX) {
+            return cg_err_set(err, CG_EINVAL, "more than %d filters", FILTERS_MAX);
+        }
+        int rc = parse_filter(f, flen, &filters[nfilters++], err);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    const char *value = vars ? *(const char *const *)((const char *)vars + var->offset) : NULL;
+    if (value == NULL || value[0] == '\0') {
+        *missing = var;
+        return cg_err_set(err, CG_EINVAL, "needs {{%s}}, which this cluster does not reveal: %s",
+                          var->name, var->supplier);
+    }
+    struct cg_buf b;
+    cg_buf_init(&b, RENDER_MAX);
+    int rc = cg_buf_append_str(&b, value);
+    for (size_t i = 0; rc == 0 && i < nfilters; i++) {
+        rc = apply_filter(&filters[i], &b);
+    }
+    if (rc == 0) {
+        rc = cg_buf_append(out, b.data, b.len);
+    }
+    cg_buf_cleanup(&b);
+    if (rc == CG_ETOOBIG) {
+        return cg_err_set(err, rc, "renders to more than %u bytes", RENDER_MAX);
+    }
+    if (rc < 0) {
+        return oom(err);
+    }
+    return 0;
+}
+
+/* Renders tmpl into a new string. On an unknown value *missing names the variable, so the
+ * caller can say which field needs it; err then reads "needs {{x}}, which ...". */
+static int render(const char *tmpl, const struct profile_vars *vars, char **out,
+                  const struct tvar **missing, struct cg_err *err)
+{
+    struct cg_buf b;
+    int rc = 0;
+    cg_buf_init(&b, RENDER_MAX);
+    *missing = NULL;
+    const char *p = tmpl;
+    while (*p != '\0') {
+        const char *open = strstr(p, "{{");
+        const char *close = strstr(p, "}}");
+        if (close != NULL && (open == NULL || close < open)) {
+            rc = cg_err_set(err, CG_EINVAL, "'}}' without a '{{' before it");
+            goto out;
+        }
+        if (open == NULL) {
+            rc = cg_buf_append_str(&b, p);
+            break;
+        }
+        rc = cg_buf_append(&b, p, (size_t)(open - p));
+        if (rc < 0) {
+            break;
+        }
+        const char *end = strstr(open + 2, "}}");
+        if (end == NULL) {
+            rc = cg_err_set(err, CG_EINVAL, "'{{' is not closed with '}}'");
+            goto out;
+        }
+        const char *nested = strstr(open + 2, "{{");
+        if (nested != NULL && nested < end) {
+            rc = cg_err_set(err, CG_EINVAL, "'{{' inside '{{ }}'");
+            goto out;
+        }
+        rc = eval(open + 2, (size_t)(end - open - 2), vars, &b, missing, err);
+        if (rc < 0) {
+            goto out;
+        }
+        p = end + 2;
+    }
+    if (rc == CG_ETOOBIG) {
+        rc = cg_err_set(err, rc, "renders to more than %u bytes", RENDER_MAX);
+        goto out;
+    }
+    if (rc < 0) {
+        rc = oom(err);
+        goto out;
+    }
+    *out = cg_buf_steal(&b, NULL);
+    if (*out == NULL) {
+        rc = oom(err);
+    }
+out:
+    cg_buf_cleanup(&b);
+    return rc;
+}
+
+int profile_render(const char *tmpl, const struct profile_vars *vars, char **out,
+                   struct cg_err *err)
+{
+    const struct tvar *missing = NULL;
+    char sh[SHOWN_MAX];
+    *out = NULL;
+    if (tmpl == NULL) {
+        return cg_err_set(err, CG_EINVAL, "no template");
+    }
+    int rc = render(tmpl, vars, out, &missing, err);
+    if (rc == CG_EINVAL || rc == CG_ETOOBIG) {
+        cg_err_wrap(err, "template '%s'", SHOWN(sh, tmpl));
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * IAM names and ARNs */
+
+static int is_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+/* [\w+=,.@-] */
+static int name_char(char c)
+{
+    return is_alnum(c) || strchr("_+=,.@-", c) != NULL;
+}
+
+static int digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* "arn:aws[-a-z]*:iam::" and returns what follows, or NULL. */
+static const char *arn_iam_prefix(const char *s)
+{
+    if (strncmp(s, "arn:aws", 7) != 0) {
+        return NULL;
+    }
+    s += 7;
+    while ((*s >= 'a' && *s <= 'z') || *s == '-') {
+        s++;
+    }
+    return strncmp(s, ":iam::", 6) == 0 ? s + 6 : NULL;
+}
+
+/* An IAM path and name: "/dev/team/name" or "name"; the name 1..max of [\w+=,.@-] and the
+ * path's characters printable ASCII as IAM allows. */
+static int path_and_name_ok(const char *s, size_t max)
+{
+    const char *name = strrchr(s, '/');
+    name = name ? name + 1 : s;
+    size_t n = strlen(name);
+    if (n == 0 || n > max) {
+        return 0;
+    }
+    for (const char *p = s; p < name; p++) {
+        if (*p < 0x21 || *p > 0x7e) {
+            return 0;
+        }
+    }
+    for (const char *p = name; *p != '\0'; p++) {
+        if (!name_char(*p)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* arn:aws[-a-z]*:iam::(aws|\d{12}):policy/[path/]name */
+static int managed_arn_ok(const char *s)
+{
+    size_t len = strlen(s);
+    const char *p = arn_iam_prefix(s);
+    if (p == NULL || len < IAM_ARN_MIN || len > IAM_ARN_MAX) {
+        return 0;
+    }
+    if (strncmp(p, "aws:", 4) == 0) {
+        p += 4;
+    } else if (digits(p, 12) && p[12] == ':') {
+        p += 13;
+    } else {
+        return 0;
+    }
+    return strncmp(p, "policy/", 7) == 0 && path_and_name_ok(p + 7, IAM_POLICY_NAME_MAX);
+}
+
+/* arn:aws[-a-z]*:iam::\d{12}:(root|user/[path/]name|role/[path/]name) */
+static int principal_arn_ok(const char *s)
+{
+    size_t len = strlen(s);
+    const char *p = arn_iam_prefix(s);
+    if (p == NULL || len < IAM_ARN_MIN || len > IAM_ARN_MAX || !digits(p, 12) || p[12] != ':') {
+        return 0;
+    }
+    p += 13;
+    if (strcmp(p, "root") == 0) {
+        return 1;
+    }
+    if (strncmp(p, "user/", 5) == 0 || strncmp(p, "role/", 5) == 0) {
+        return path_and_name_ok(p + 5, IAM_ENTITY_NAME_MAX);
+    }
+    return 0;
+}
+
+/* /path/ of printable ASCII, or "/" */
+static int iam_path_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > IAM_PATH_MAX || s[0] != '/' || s[n - 1] != '/') {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < 0x21 || s[i] > 0x7e) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* [\w+=,.@:/-]{2,1224} */
+static int external_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < IAM_EXTERNAL_ID_MIN || n > IAM_EXTERNAL_ID_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!name_char(s[i]) && s[i] != ':' && s[i] != '/') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Tag characters IAM allows: letters, digits, spaces and _.:/=+-@ (non-ASCII letters pass). */
+static int tag_text_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x80 && !is_alnum((char)*p) && strchr(" _.:/=+-@", *p) == NULL) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* IAM documents may hold TAB, LF, CR and U+0020..U+00FF only. */
+static int latin1_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r') {
+            return 0;
+        }
+        if (*p >= 0x80) {
+            /* U+0080..U+00FF are C2 xx and C3 xx in UTF-8 */
+            if ((*p != 0xC2 && *p != 0xC3) || (p[1] & 0xC0) != 0x80) {
+                return 0;
+            }
+            p++;
+        }
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Loader */
+
+struct loader {
+    struct cg_yaml y;
+    const char *dir; /* policy files resolve against it; NULL: documents must be inline */
+    const struct profile_vars *vars;
+    char name[72]; /* the profile's name, for messages */
+    struct cg_err *err;
+};
+
+/* cg_yaml_check_keys, with empty keys refused first: that helper hands a null key's NULL name
+ * to cg_yaml_printable (found by fuzz_profile). */
+static int check_keys(struct loader *ld, const yaml_node_t *map, const char *const *allowed)
+{
+    for (size_t i = 0; i < cg_yaml_map_len(map); i++) {
+        yaml_node_t *k = NULL;
+        yaml_node_t *v = NULL;
+        cg_yaml_map_pair(&ld->y, map, i, &k, &v);
+        if (cg_yaml_is_null(k)) {
+            return cg_yaml_errorf(&ld->y, k, ld->err, CG_EINVAL, "a key is empty");
+        }
+    }
+    return cg_yaml_check_keys(&ld->y, map, allowed, ld->err);
+}
+
+/* An error at node's position with the full dotted field name in the message, so the section
+ * label that the typed getters use is left out. */
+static int fail_at(struct loader *ld, const yaml_node_t *node, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail_at(struct loader *ld, const yaml_node_t *node, int code, const char *fmt, ...)
+{
+    char msg[CG_ERR_MSG_MAX];
+    char saved[sizeof(ld->y.where)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    memcpy(saved, ld->y.where, sizeof(saved));
+    ld->y.where[0] = '\0';
+    cg_yaml_errorf(&ld->y, node, ld->err, code, "%s", msg);
+    memcpy(ld->y.where, saved, sizeof(saved));
+    return code;
+}
+
+/* Renders a template from the profile. An unknown value is not the profile's fault, so that
+ * message names the profile and the flag rather than a position. */
+static int render_at(struct loader *ld, const yaml_node_t *node, const char *label,
+                     const char *tmpl, char **out)
+{
+    const struct tvar *missing = NULL;
+    struct cg_err e = {0};
+    char sh[SHOWN_MAX];
+    *out = NULL;
+    int rc = render(tmpl, ld->vars, out, &missing, &e);
+    if (rc == 0) {
+        return 0;
+    }
+    if (missing != NULL) {
+        return cg_err_set(ld->err, CG_EINVAL,
+                          "profile '%s': %s needs {{%s}}, which this cluster does not reveal: %s",
+                          ld->name, label, missing->name, missing->supplier);
+    }
+    if (rc == CG_ENOMEM) {
+        return oom(ld->err);
+    }
+    return fail_at(ld, node, CG_EINVAL, "%s: template '%s': %s", label, SHOWN(sh, tmpl), e.msg);
+}
+
+/* For the section the mode does not use: its templates are not rendered (a value they need may
+ * be missing and nobody needs it), but a typo in them is still an error. */
+static int check_syntax(struct loader *ld, const yaml_node_t *map, const char *key,
+                        const char *label)
+{
+    char what[64];
+    const char *s = NULL;
+    char *out = NULL;
+    const struct tvar *missing = NULL;
+    struct cg_err e = {0};
+    char sh[SHOWN_MAX];
+    yaml_node_t *n = cg_yaml_map_get(&ld->y, map, key);
+    snprintf(what, sizeof(what), "'%s'", key);
+    int rc = cg_yaml_node_str(&ld->y, n, what, &s, ld->err);
+    if (rc < 0 || s == NULL) {
+        return rc;
+    }
+    rc = render(s, ld->vars, &out, &missing, &e);
+    free(out);
+    if (rc == CG_ENOMEM) {
+        return oom(ld->err);
+    }
+    if (rc < 0 && missing == NULL) {
+        return fail_at(ld, n, CG_EINVAL, "%s: template '%s': %s", label, SHOWN(sh, s), e.msg);
+    }
+    return 0;
+}
+
+/* A string field: typed, then rendered. *out is NULL when the field is absent or null. */
+static int field_str(struct loader *ld, const yaml_node_t *map, const char *key, const char *label,
+                     int do_render, char **out, yaml_node_t **node)
+{
+    char what[128];
+    const char *s = NULL;
+    *out = NULL;
+    yaml_node_t *n = cg_yaml_map_get(&ld->y, map, key);
+    if (node != NULL) {
+        *node = n;
+    }
+    snprintf(what, sizeof(what), "'%s'", key);
+    int rc = cg_yaml_node_str(&ld->y, n, what, &s, ld->err);
+    if (rc < 0 || s == NULL) {
+        return rc;
+    }
+    if (do_render) {
+        return render_at(ld, n, label, s, out);
+    }
+    *out = strdup(s);
+    return *out ? 0 : oom(ld->err);
+}
+
+/* The rendered value's origin, for messages: " (rendered from '...')" when a template made it. */
+static const char *origin(char *dst, size_t cap, const yaml_node_t *node, const char *value)
+{
+    const char *tmpl =
+        node && node->type == YAML_SCALAR_NODE ? (const char *)node->data.scalar.value : NULL;
+    char sh[SHOWN_MAX];
+    if (tmpl == NULL || strcmp(tmpl, value) == 0) {
+        dst[0] = '\0';
+    } else {
+        snprintf(dst, cap, " (rendered from '%s')", SHOWN(sh, tmpl));
+    }
+    return dst;
+}
+
+static int check_name(struct loader *ld, const yaml_node_t *node, const char *label,
+                      const char *value, size_t max, const char *what)
+{
+    char sh[SHOWN_MAX];
+    char from[SHOWN_MAX + 32];
+    size_t n = strlen(value);
+    if (n == 0) {
+        return fail_at(ld, node, CG_EINVAL, "%s is empty%s", label,
+                       origin(from, sizeof(from), node, value));
+    }
+    if (n > max) {
+        origin(from, sizeof(from), node, value);
+        return fail_at(ld, node, CG_EINVAL,
+                       "%s '%s'%s is %zu characters, IAM allows %zu for a %s name%s", label,
+                       SHOWN(sh, value), from, n, max, what,
+                       from[0] ? ": keep the cluster's part short with a filter, as in "
+                                 "'{{cluster.name | sha1 | trunc 8}}'"
+                               : "");
+    }
+    for (const char *p = value; *p != '\0'; p++) {
+        if (!name_char(*p)) {
+            return fail_at(ld, node, CG_EINVAL,
+                           "%s '%s'%s is not a valid IAM %s name: only letters, digits and "
+                           "+=,.@_- are allowed",
+                           label, SHOWN(sh, value), origin(from, sizeof(from), node, value), what);
+        }
+    }
+    return 0;
+}
+
+/* YAML mapping -> JSON, for documents written inline in YAML. Every scalar becomes a JSON
+ * string: YAML's type guessing must not decide what a policy says (IAM compares condition
+ * values as strings anyway). Depth is bounded by cg_yaml. */
+static int yaml_to_json(struct loader *ld, const yaml_node_t *n, json_t **out)
+{
+    *out = NULL;
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *s = NULL;
+        if (cg_yaml_is_null(n)) {
+            *out = json_null();
+            return 0;
+        }
+        int rc = cg_yaml_node_str(&ld->y, n, "a document value", &s, ld->err);
+        if (rc < 0) {
+            return rc;
+        }
+        *out = json_stringn(s, n->data.scalar.length);
+        return *out ? 0 : fail_at(ld, n, CG_EINVAL, "a document value is not valid UTF-8");
+    }
+    json_t *v = n->type == YAML_SEQUENCE_NODE ? json_array() : json_object();
+    if (v == NULL) {
+        return oom(ld->err);
+    }
+    if (n->type == YAML_SEQUENCE_NODE) {
+        for (size_t i = 0; i < cg_yaml_seq_len(n); i++) {
+            json_t *item = NULL;
+            int rc = yaml_to_json(ld, cg_yaml_seq_at(&ld->y, n, i), &item);
+            if (rc < 0 || json_array_append_new(v, item) < 0) {
+                json_decref(v);
+                return rc < 0 ? rc : oom(ld->err);
+            }
+        }
+    } else {
+        for (size_t i = 0; i < cg_yaml_map_len(n); i++) {
+            yaml_node_t *k = NULL;
+            yaml_node_t *val = NULL;
+            const char *key = NULL;
+            json_t *item = NULL;
+            cg_yaml_map_pair(&ld->y, n, i, &k, &val);
+            int rc = cg_yaml_node_str(&ld->y, k, "a document key", &key, ld->err);
+            if (rc == 0 && key == NULL) {
+                rc = fail_at(ld, k, CG_EINVAL, "a document key must not be empty");
+            }
+            if (rc == 0 && json_object_get(v, key) != NULL) {
+                char sh[SHOWN_MAX];
+                rc = fail_at(ld, k, CG_EINVAL, "document key '%s' is repeated", SHOWN(sh, key));
+            }
+            if (rc == 0) {
+                rc = yaml_to_json(ld, val, &item);
+            }
+            if (rc == 0 && json_object_set_new(v, key, item) < 0) {
+                rc = fail_at(ld, k, CG_EINVAL, "a document key is not valid UTF-8");
+            }
+            if (rc < 0) {
+                json_decref(v);
+                return rc;
+            }
+        }
+    }
+    *out = v;
+    return 0;
+}
+
+/* The document's JSON as the profile gives it: a file beside the profile, JSON text, or a YAML
+ * mapping. `from` receives what to call it in messages. */
+static int load_document(struct loader *ld, const yaml_node_t *node, const char *label,
+                         json_t **out, char *from, size_t from_cap)
+{
+    json_error_t jerr;
+    char sh[SHOWN_MAX];
+    *out = NULL;
+    snprintf(from, from_cap, "%s", label);
+    if (node != NULL && node->type == YAML_MAPPING_NODE) {
+        return yaml_to_json(ld, node, out);
+    }
+    const char *s = NULL;
+    if (node != NULL && node->type != YAML_SCALAR_NODE) {
+        return fail_at(ld, node, CG_EINVAL,
+                       "%s must be a file name, JSON text or a mapping, not a %s", label,
+                       cg_yaml_kind(node));
+    }
+    int rc = cg_yaml_node_str(&ld->y, node, "'document'", &s, ld->err);
+    if (rc < 0) {
+        return rc;
+    }
+    if (s == NULL) {
+        return fail_at(ld, node, CG_EINVAL, "%s is missing", label);
+    }
+    size_t skip = strspn(s, " \t\r\n");
+    if (s[skip] == '{') {
+        *out = json_loads(s, JSON_REJECT_DUPLICATES, &jerr);
+        if (*out == NULL) {
+            return fail_at(ld, node, CG_EINVAL, "%s: invalid JSON at line %d column %d: %s", label,
+                           jerr.line, jerr.column, jerr.text);
+        }
+        return 0;
+    }
+    if (ld->dir == NULL) {
+        return fail_at(ld, node, CG_EINVAL,
+                       "%s names the file '%s', but this profile was not loaded from a file: "
+                       "write the document inline",
+                       label, SHOWN(sh, s));
+    }
+    char *path = cg_path_join(ld->dir, s);
+    char *text = NULL;
+    size_t len = 0;
+    struct cg_err e = {0};
+    struct stat st;
+    if (path == NULL) {
+        return oom(ld->err);
+    }
+    snprintf(from, from_cap, "%s (%s)", label, SHOWN(sh, s));
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* a FIFO or a device would block or never end */
+        rc = fail_at(ld, node, CG_EINVAL, "%s: '%s' is not a regular file", label, SHOWN(sh, path));
+        goto out;
+    }
+    rc = cg_file_read(path, POLICY_FILE_MAX, &text, &len, &e);
+    if (rc < 0) {
+        rc = rc == CG_ENOMEM
+                 ? oom(ld->err)
+                 : fail_at(ld, node, rc == CG_EIO ? CG_EIO : CG_EINVAL, "%s: %s", label, e.msg);
+        goto out;
+    }
+    *out = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (*out == NULL) {
+        rc = fail_at(ld, node, CG_EINVAL, "%s: invalid JSON at line %d column %d: %s", from,
+                     jerr.line, jerr.column, jerr.text);
+    }
+out:
+    free(path);
+    free(text);
+    return rc;
+}
+
+/* Renders every string of a JSON value, keys included (a condition key can hold the cluster
+ * name). The structure is never touched, so rendering cannot change what is a key and what is
+ * a value. */
+static int render_json(struct loader *ld, const yaml_node_t *node, const char *label,
+                       const json_t *v, json_t **out)
+{
+    char *r = NULL;
+    int rc;
+    *out = NULL;
+    switch (json_typeof(v)) {
+    case JSON_STRING:
+        if (strlen(json_string_value(v)) != json_string_length(v)) {
+            return fail_at(ld, node, CG_EINVAL, "%s: a string contains a NUL character", label);
+        }
+        rc = render_at(ld, node, label, json_string_value(v), &r);
+        if (rc < 0) {
+            return rc;
+        }
+        *out = json_string(r);
+        free(r);
+        return *out ? 0 : fail_at(ld, node, CG_EINVAL, "%s: a rendered value is not UTF-8", label);
+    case JSON_ARRAY: {
+        json_t *a = json_array();
+        if (a == NULL) {
+            return oom(ld->err);
+        }
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            json_t *item = NULL;
+            rc = render_json(ld, node, label, json_array_get(v, i), &item);
+            if (rc < 0 || json_array_append_new(a, item) < 0) {
+                json_decref(a);
+                return rc < 0 ? rc : oom(ld->err);
+            }
+        }
+        *out = a;
+        return 0;
+    }
+    case JSON_OBJECT: {
+        json_t *o = json_object();
+        const char *key;
+        size_t key_len;
+        json_t *val;
+        if (o == NULL) {
+            return oom(ld->err);
+        }
+        json_object_keylen_foreach((json_t *)v, key, key_len, val)
+        {
+            json_t *item = NULL;
+            char sh[SHOWN_MAX];
+            rc = 0;
+            if (key_len != strlen(key)) {
+                rc = fail_at(ld, node, CG_EINVAL, "%s: a key contains a NUL character", label);
+            }
+            if (rc == 0) {
+                rc = render_at(ld, node, label, key, &r);
+            }
+            if (rc == 0 && json_object_get(o, r) != NULL) {
+                rc = fail_at(ld, node, CG_EINVAL, "%s: two keys render to '%s'", label,
+                             SHOWN(sh, r));
+            }
+            if (rc == 0) {
+                rc = render_json(ld, node, label, val, &item);
+            }
+            if (rc == 0 && json_object_set_new(o, r, item) < 0) {
+                rc = fail_at(ld, node, CG_EINVAL, "%s: a rendered key is not UTF-8", label);
+            }
+            free(r);
+            r = NULL;
+            if (rc < 0) {
+                json_decref(o);
+                return rc;
+            }
+        }
+        *out = o;
+        return 0;
+    }
+    default:
+        *out = json_incref((json_t *)v);
+        return 0;
+    }
+}
+
+/* Loads, renders and checks one identity policy document; the result is compact JSON in the
+ * author's key order, as it will be sent to IAM. */
+static int policy_document(struct loader *ld, const yaml_node_t *node, const char *label,
+                           char **text, size_t *size)
+{
+    char from[FROM_MAX];
+    json_t *raw = NULL;
+    json_t *doc = NULL;
+    struct cg_err e = {0};
+    *text = NULL;
+    int rc = load_document(ld, node, label, &raw, from, sizeof(from));
+    if (rc < 0) {
+        return rc;
+    }
+    /* Structure first: it bounds the depth render_json walks, and a structural mistake is
+     * reported before a template problem inside it. */
+    json_t *norm = policy_normalize(raw, &e);
+    if (norm == NULL) {
+        rc = e.code == CG_ENOMEM
+                 ? oom(ld->err)
+                 : fail_at(ld, node, CG_EINVAL, "%s: not a policy document: %s", from, e.msg);
+        goto out;
+    }
+    json_decref(norm);
+    rc = render_json(ld, node, from, raw, &doc);
+    if (rc < 0) {
+        goto out;
+    }
+    rc = policy_validate(doc, POLICY_IDENTITY, &e);
+    if (rc < 0) {
+        rc = rc == CG_ENOMEM
+                 ? oom(ld->err)
+                 : fail_at(ld, node, CG_EINVAL, "%s: not a valid policy: %s", from, e.msg);
+        goto out;
+    }
+    *text = json_dumps(doc, JSON_COMPACT);
+    if (*text == NULL) {
+        rc = oom(ld->err);
+        goto out;
+    }
+    if (!latin1_ok(*text)) {
+        rc = fail_at(ld, node, CG_EINVAL,
+                     "%s: IAM accepts only characters up to U+00FF in a policy document", from);
+        free(*text);
+        *text = NULL;
+        goto out;
+    }
+    *size = policy_size_nonspace(*text);
+out:
+    json_decref(raw);
+    json_decref(doc);
+    return rc;
+}
+
+static const char *const top_keys[] = {"apiVersion", "kind", "name", "description", "aws", NULL};
+static const char *const aws_keys[] = {
+    "mode",           "path", "user", "role", "managedPolicies", "customerPolicies",
+    "inlinePolicies", "tags", NULL};
+static const char *const user_keys[] = {"name", "accessKey", NULL};
+static const char *const role_keys[] = {"name", "maxSessionDuration", "trust", NULL};
+static const char *const trust_keys[] = {"principal", "externalId", NULL};
+static const char *const customer_keys[] = {"name", "description", "document", NULL};
+/* IAM has no description for inline policies: accepting one would drop it silently. */
+static const char *const inline_keys[] = {"name", "document", NULL};
+
+/* A mapping section: typed and checked for unknown keys. *out is NULL when absent. */
+static int section(struct loader *ld, const yaml_node_t *parent, const char *key, const char *label,
+                   const char *const *keys, yaml_node_t **out)
+{
+    int rc = cg_yaml_get_map(&ld->y, parent, key, out, ld->err);
+    if (rc < 0 || *out == NULL) {
+        return rc;
+    }
+    cg_yaml_where(&ld->y, "%s", label);
+    return check_keys(ld, *out, keys);
+}
+
+static int managed_policies(struct loader *ld, const yaml_node_t *aws, struct profile_aws *a)
+{
+    yaml_node_t *seq = NULL;
+    char sh[SHOWN_MAX];
+    cg_yaml_where(&ld->y, "aws");
+    int rc = cg_yaml_get_seq(&ld->y, aws, "managedPolicies", &seq, ld->err);
+    size_t n = cg_yaml_seq_len(seq);
+    if (rc < 0 || n == 0) {
+        return rc;
+    }
+    a->managed_policy_arns = calloc(n, sizeof(*a->managed_policy_arns));
+    if (a->managed_policy_arns == NULL) {
+        return oom(ld->err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = cg_yaml_seq_at(&ld->y, seq, i);
+        char label[64];
+        const char *s = NULL;
+        snprintf(label, sizeof(label), "aws.managedPolicies[%zu]", i);
+        cg_yaml_where(&ld->y, NULL);
+        rc = cg_yaml_node_str(&ld->y, item, label, &s, ld->err);
+        if (rc < 0) {
+            return rc;
+        }
+        if (s == NULL) {
+            return fail_at(ld, item, CG_EINVAL, "%s is empty", label);
+        }
+        a->managed_count = i + 1;
+        rc = render_at(ld, item, label, s, &a->managed_policy_arns[i]);
+        if (rc < 0) {
+            return rc;
+        }
+        const char *arn = a->managed_policy_arns[i];
+        if (!managed_arn_ok(arn)) {
+            return fail_at(ld, item, CG_EINVAL,
+                           "%s '%s' is not a managed policy ARN (arn:aws:iam::aws:policy/NAME "
+                           "or arn:aws:iam::123456789012:policy/NAME)",
+                           label, SHOWN(sh, arn));
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(a->managed_policy_arns[j], arn) == 0) {
+                return fail_at(ld, item, CG_EINVAL, "%s '%s' is listed twice", label,
+                               SHOWN(sh, arn));
+            }
+        }
+    }
+    return 0;
+}
+
+/* customerPolicies or inlinePolicies. *total is the sum of the documents' sizes. */
+static int policy_list(struct loader *ld, const yaml_node_t *aws, const char *key, int customer,
+                       struct profile_policy **out, size_t *count, size_t *total,
+                       yaml_node_t **seq_out)
+{
+    yaml_node_t *seq = NULL;
+    char sh[SHOWN_MAX];
+    *total = 0;
+    cg_yaml_where(&ld->y, "aws");
+    int rc = cg_yaml_get_seq(&ld->y, aws, key, &seq, ld->err);
+    size_t n = cg_yaml_seq_len(seq);
+    *seq_out = seq;
+    if (rc < 0 || n == 0) {
+        return rc;
+    }
+    *out = calloc(n, sizeof(**out));
+    if (*out == NULL) {
+        return oom(ld->err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct profile_policy *pol = &(*out)[i];
+        yaml_node_t *item = cg_yaml_seq_at(&ld->y, seq, i);
+        yaml_node_t *name_node = NULL;
+        yaml_node_t *desc_node = NULL;
+        char at[64];
+        char label[96];
+        size_t size = 0;
+        *count = i + 1; /* profile_free releases what was filled so far */
+        snprintf(at, sizeof(at), "aws.%s[%zu]", key, i);
+        if (item->type != YAML_MAPPING_NODE) {
+            return fail_at(ld, item, CG_EINVAL,
+                           "%s must be a mapping with 'name' and 'document', "
+                           "not a %s",
+                           at, cg_yaml_kind(item));
+        }
+        cg_yaml_where(&ld->y, "%s", at);
+        rc = check_keys(ld, item, customer ? customer_keys : inline_keys);
+        if (rc < 0) {
+            return rc;
+        }
+        snprintf(label, sizeof(label), "%s.name", at);
+        rc = field_str(ld, item, "name", label, 1, &pol->name, &name_node);
+        if (rc < 0) {
+            return rc;
+        }
+        if (pol->name == NULL) {
+            return fail_at(ld, item, CG_EINVAL, "%s is missing", label);
+        }
+        rc = check_name(ld, name_node, label, pol->name, IAM_POLICY_NAME_MAX, "policy");
+        if (rc < 0) {
+            return rc;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcasecmp((*out)[j].name, pol->name) == 0) {
+                return fail_at(ld, name_node, CG_EINVAL,
+                               "%s '%s' is used twice (IAM names are case-insensitive)", label,
+                               SHOWN(sh, pol->name));
+            }
+        }
+        if (customer) {
+            snprintf(label, sizeof(label), "%s.description", at);
+            rc = field_str(ld, item, "description", label, 1, &pol->description, &desc_node);
+            if (rc < 0) {
+                return rc;
+            }
+            if (pol->description != NULL && strlen(pol->description) > IAM_DESCRIPTION_MAX) {
+                return fail_at(ld, desc_node, CG_EINVAL, "%s is %zu characters, IAM allows %d",
+                               label, strlen(pol->description), IAM_DESCRIPTION_MAX);
+            }
+        }
+        snprintf(label, sizeof(label), "%s.document", at);
+        yaml_node_t *doc_node = cg_yaml_map_get(&ld->y, item, "document");
+        if (cg_yaml_is_null(doc_node)) {
+            return fail_at(ld, doc_node ? doc_node : item, CG_EINVAL, "%s is missing", label);
+        }
+        rc = policy_document(ld, doc_node, label, &pol->document, &size);
+        if (rc < 0) {
+            return rc;
+        }
+        if (customer && size > IAM_MANAGED_SIZE_MAX) {
+            return fail_at(ld, doc_node, CG_EINVAL,
+                           "%s '%s' is %zu characters without whitespace, IAM allows %d for a "
+                           "managed policy: split it into two customer policies",
+                           at, SHOWN(sh, pol->name), size, IAM_MANAGED_SIZE_MAX);
+        }
+        *total += size;
+    }
+    return 0;
+}
+
+static int tags(struct loader *ld, const yaml_node_t *aws, struct profile_aws *a)
+{
+    yaml_node_t *map = NULL;
+    char sh[SHOWN_MAX];
+    cg_yaml_where(&ld->y, "aws");
+    int rc = cg_yaml_get_map(&ld->y, aws, "tags", &map, ld->err);
+    size_t n = cg_yaml_map_len(map);
+    if (rc < 0 || n == 0) {
+        return rc;
+    }
+    if (n > IAM_TAGS_MAX) {
+        return fail_at(ld, map, CG_EINVAL,
+                       "aws.tags has %zu tags, at most %d fit beside cloudgrant's own two", n,
+                       IAM_TAGS_MAX);
+    }
+    a->tags = calloc(n, sizeof(*a->tags));
+    if (a->tags == NULL) {
+        return oom(ld->err);
+    }
+    cg_yaml_where(&ld->y, "aws.tags");
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *k = NULL;
+        yaml_node_t *v = NULL;
+        const char *key = NULL;
+        const char *value = NULL;
+        char label[SHOWN_MAX + 16];
+        cg_yaml_map_pair(&ld->y, map, i, &k, &v);
+        rc = cg_yaml_node_str(&ld->y, k, "a tag key", &key, ld->err);
+        if (rc == 0) {
+            rc = cg_yaml_node_str(&ld->y, v, "a tag value", &value, ld->err);
+        }
+        if (rc < 0) {
+            return rc;
+        }
+        if (key == NULL) {
+            return fail_at(ld, k, CG_EINVAL, "aws.tags: a tag key is empty");
+        }
+        a->tag_count = i + 1;
+        snprintf(label, sizeof(label), "aws.tags key '%s'", SHOWN(sh, key));
+        rc = render_at(ld, k, label, key, &a->tags[i].key);
+        if (rc < 0) {
+            return rc;
+        }
+        snprintf(label, sizeof(label), "aws.tags.%s", SHOWN(sh, a->tags[i].key));
+        rc = render_at(ld, v ? v : k, label, value ? value : "", &a->tags[i].value);
+        if (rc < 0) {
+            return rc;
+        }
+        const struct profile_tag *t = &a->tags[i];
+        if (strlen(t->key) == 0 || strlen(t->key) > IAM_TAG_KEY_MAX || !tag_text_ok(t->key)) {
+            return fail_at(ld, k, CG_EINVAL,
+                           "aws.tags key '%s' is not a valid tag key: 1 to %d letters, digits, "
+                           "spaces and _.:/=+-@",
+                           SHOWN(sh, t->key), IAM_TAG_KEY_MAX);
+        }
+        if (strncasecmp(t->key, "aws:", 4) == 0) {
+            return fail_at(ld, k, CG_EINVAL, "aws.tags key '%s': the prefix 'aws:' is reserved",
+                           SHOWN(sh, t->key));
+        }
+        if (strlen(t->value) > IAM_TAG_VALUE_MAX || !tag_text_ok(t->value)) {
+            return fail_at(ld, v ? v : k, CG_EINVAL,
+                           "%s: '%s' is not a valid tag value: up to %d letters, digits, spaces "
+                           "and _.:/=+-@",
+                           label, SHOWN(sh, t->value), IAM_TAG_VALUE_MAX);
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcasecmp(a->tags[j].key, t->key) == 0) {
+                return fail_at(ld, k, CG_EINVAL, "aws.tags key '%s' is given twice",
+                               SHOWN(sh, t->key));
+            }
+        }
+    }
+    return 0;
+}
+
+static int session_duration(struct loader *ld, const yaml_node_t *role, long *out)
+{
+    yaml_node_t *n = cg_yaml_map_get(&ld->y, role, "maxSessionDuration");
+    *out = 0;
+    if (cg_yaml_is_null(n)) {
+        return 0;
+    }
+    const char *s = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "";
+    size_t len = n->type == YAML_SCALAR_NODE ? n->data.scalar.length : 0;
+    long v = 0;
+    int ok = len > 0 && len <= 6 && digits(s, len);
+    for (size_t i = 0; ok && i < len; i++) {
+        v = v * 10 + (s[i] - '0');
+    }
+    if (!ok || v < IAM_SESSION_MIN || v > IAM_SESSION_MAX) {
+        return fail_at(ld, n, CG_EINVAL,
+                       "aws.role.maxSessionDuration must be a number of seconds from %d to %d",
+                       IAM_SESSION_MIN, IAM_SESSION_MAX);
+    }
+    *out = v;
+    return 0;
+}
+
+static int trust(struct loader *ld, const yaml_node_t *role, const yaml_node_t *trust_map,
+                 const struct profile_overrides *ov, struct profile_aws *a)
+{
+    char sh[SHOWN_MAX];
+    yaml_node_t *node = NULL;
+    int rc;
+    cg_yaml_where(&ld->y, "aws.role.trust");
+    if (ov != NULL && ov->aws_trust_principal != NULL && ov->aws_trust_principal[0] != '\0') {
+        if (!principal_arn_ok(ov->aws_trust_principal)) {
+            return cg_err_set(ld->err, CG_EINVAL,
+                              "--aws-trust-principal '%s' is not an IAM principal ARN "
+                              "(arn:aws:iam::123456789012:user/NAME, :role/NAME or :root)",
+                              SHOWN(sh, ov->aws_trust_principal));
+        }
+        a->trust_principal = strdup(ov->aws_trust_principal);
+        if (a->trust_principal == NULL) {
+            return oom(ld->err);
+        }
+    } else {
+        rc = field_str(ld, trust_map, "principal", "aws.role.trust.principal", 1,
+                       &a->trust_principal, &node);
+        if (rc < 0) {
+            return rc;
+        }
+        if (a->trust_principal != NULL && a->trust_principal[0] == '\0') {
+            free(a->trust_principal);
+            a->trust_principal = NULL;
+        }
+        if (a->trust_principal != NULL && !principal_arn_ok(a->trust_principal)) {
+            return fail_at(ld, node, CG_EINVAL,
+                           "aws.role.trust.principal '%s' is not an IAM principal ARN "
+                           "(arn:aws:iam::123456789012:user/NAME, :role/NAME or :root)",
+                           SHOWN(sh, a->trust_principal));
+        }
+    }
+    if (a->trust_principal == NULL) {
+        return cg_err_set(ld->err, CG_EINVAL,
+                          "profile '%s': role mode needs the platform's principal: set "
+                          "aws.role.trust.principal or pass --aws-trust-principal",
+                          ld->name);
+    }
+
+    if (ov != NULL && ov->aws_external_id != NULL && ov->aws_external_id[0] != '\0') {
+        if (!external_id_ok(ov->aws_external_id)) {
+            return cg_err_set(ld->err, CG_EINVAL,
+                              "--aws-external-id '%s' is not a valid external ID: %d to %d "
+                              "letters, digits and +=,.@:/_-",
+                              SHOWN(sh, ov->aws_external_id), IAM_EXTERNAL_ID_MIN,
+                              IAM_EXTERNAL_ID_MAX);
+        }
+        a->external_id = strdup(ov->aws_external_id);
+        if (a->external_id == NULL) {
+            return oom(ld->err);
+        }
+    } else {
+        rc = field_str(ld, trust_map, "externalId", "aws.role.trust.externalId", 1, &a->external_id,
+                       &node);
+        if (rc < 0) {
+            return rc;
+        }
+        if (a->external_id == NULL || a->external_id[0] == '\0') {
+            /* The cluster id is unique per cluster and stable, which is what an external ID
+             * is for: the platform cannot be tricked into acting for another customer. */
+            free(a->external_id);
+            a->external_id = NULL;
+            node = NULL;
+            rc = render_at(ld, trust_map ? trust_map : role,
+                           "aws.role.trust.externalId (by default '{{cluster.id}}')",
+                           "{{cluster.id}}", &a->external_id);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+        if (!external_id_ok(a->external_id)) {
+            return fail_at(ld, node ? node : (trust_map ? trust_map : role), CG_EINVAL,
+                           "aws.role.trust.externalId '%s' is not a valid external ID: %d to %d "
+                           "letters, digits and +=,.@:/_-",
+                           SHOWN(sh, a->external_id), IAM_EXTERNAL_ID_MIN, IAM_EXTERNAL_ID_MAX);
+        }
+    }
+
+    json_t *doc =
+        json_pack("{s:s, s:[{s:s, s:{s:s}, s:s, s:{s:{s:s}}}]}", "Version", "2012-10-17",
+                  "Statement", "Effect", "Allow", "Principal", "AWS", a->trust_principal, "Action",
+                  "sts:AssumeRole", "Condition", "StringEquals", "sts:ExternalId", a->external_id);
+    if (doc == NULL) {
+        return oom(ld->err);
+    }
+    struct cg_err e = {0};
+    rc = policy_validate(doc, POLICY_TRUST, &e);
+    if (rc == 0) {
+        a->trust_policy = json_dumps(doc, JSON_COMPACT);
+        rc = a->trust_policy ? 0 : oom(ld->err);
+    } else {
+        rc = cg_err_set(ld->err, rc, "trust policy: %s", e.msg);
+    }
+    json_decref(doc);
+    if (rc < 0) {
+        return rc;
+    }
+    size_t size = policy_size_nonspace(a->trust_policy);
+    if (size > IAM_TRUST_MAX) {
+        return cg_err_set(ld->err, CG_EINVAL,
+                          "profile '%s': the trust policy is %zu characters without whitespace, "
+                          "IAM allows %d by default: use a shorter external ID",
+                          ld->name, size, IAM_TRUST_MAX);
+    }
+    return 0;
+}
+
+static int parse_mode(struct loader *ld, const yaml_node_t *aws, const struct profile_overrides *ov,
+                      enum profile_aws_mode *mode)
+{
+    char sh[SHOWN_MAX];
+    char *s = NULL;
+    yaml_node_t *node = NULL;
+    *mode = PROFILE_AWS_USER;
+    int rc = field_str(ld, aws, "mode", "aws.mode", 0, &s, &node);
+    if (rc < 0) {
+        return rc;
+    }
+    if (s != NULL && strcmp(s, "role") == 0) {
+        *mode = PROFILE_AWS_ROLE;
+    } else if (s != NULL && strcmp(s, "user") != 0) {
+        rc = fail_at(ld, node, CG_EINVAL, "aws.mode must be 'user' or 'role', not '%s'",
+                     SHOWN(sh, s));
+    }
+    free(s);
+    if (rc == 0 && ov != NULL && ov->aws_mode != NULL) {
+        if (strcmp(ov->aws_mode, "role") == 0) {
+            *mode = PROFILE_AWS_ROLE;
+        } else if (strcmp(ov->aws_mode, "user") == 0) {
+            *mode = PROFILE_AWS_USER;
+        } else {
+            rc = cg_err_set(ld->err, CG_EINVAL, "--aws-mode must be 'user' or 'role', not '%s'",
+                            SHOWN(sh, ov->aws_mode));
+        }
+    }
+    return rc;
+}
+
+static int parse_aws(struct loader *ld, const yaml_node_t *aws, const struct profile_overrides *ov,
+                     struct profile_aws *a)
+{
+    yaml_node_t *user = NULL;
+    yaml_node_t *role = NULL;
+    yaml_node_t *trust_map = NULL;
+    yaml_node_t *node = NULL;
+    yaml_node_t *customer_seq = NULL;
+    yaml_node_t *inline_seq = NULL;
+    size_t customer_total = 0;
+    size_t inline_total = 0;
+    char sh[SHOWN_MAX];
+    int rc;
+
+    a->present = 1;
+    cg_yaml_where(&ld->y, "aws");
+    if ((rc = check_keys(ld, aws, aws_keys)) < 0 || (rc = parse_mode(ld, aws, ov, &a->mode)) < 0) {
+        return rc;
+    }
+    /* Both sections are checked whatever the mode, so a typo in the one not used today is found
+     * before someone switches modes; only the used one is rendered. */
+    cg_yaml_where(&ld->y, "aws");
+    if ((rc = section(ld, aws, "user", "aws.user", user_keys, &user)) < 0) {
+        return rc;
+    }
+    cg_yaml_where(&ld->y, "aws");
+    if ((rc = section(ld, aws, "role", "aws.role", role_keys, &role)) < 0 ||
+        (rc = section(ld, role, "trust", "aws.role.trust", trust_keys, &trust_map)) < 0 ||
+        (rc = session_duration(ld, role, &a->max_session_duration)) < 0) {
+        return rc;
+    }
+    a->access_key = 1;
+    if (!cg_yaml_is_null(cg_yaml_map_get(&ld->y, user, "accessKey"))) {
+        cg_yaml_where(&ld->y, "aws.user");
+        if ((rc = cg_yaml_get_bool(&ld->y, user, "accessKey", &a->access_key, ld->err)) < 0) {
+            return rc;
+        }
+    }
+
+    cg_yaml_where(&ld->y, "aws");
+    if ((rc = field_str(ld, aws, "path", "aws.path", 1, &a->path, &node)) < 0) {
+        return rc;
+    }
+    if (a->path == NULL && (a->path = strdup("/")) == NULL) {
+        return oom(ld->err);
+    }
+    if (!iam_path_ok(a->path)) {
+        return fail_at(ld, node, CG_EINVAL,
+                       "aws.path '%s' is not an IAM path: '/' or '/a/b/', at most %d printable "
+                       "ASCII characters",
+                       SHOWN(sh, a->path), IAM_PATH_MAX);
+    }
+
+    if (a->mode == PROFILE_AWS_USER) {
+        cg_yaml_where(&ld->y, "aws.role");
+        if ((rc = check_syntax(ld, role, "name", "aws.role.name")) < 0) {
+            return rc;
+        }
+        cg_yaml_where(&ld->y, "aws.role.trust");
+        if ((rc = check_syntax(ld, trust_map, "principal", "aws.role.trust.principal")) < 0 ||
+            (rc = check_syntax(ld, trust_map, "externalId", "aws.role.trust.externalId")) < 0) {
+            return rc;
+        }
+    } else {
+        cg_yaml_where(&ld->y, "aws.user");
+        if ((rc = check_syntax(ld, user, "name", "aws.user.name")) < 0) {
+            return rc;
+        }
+    }
+
+    const char *what = a->mode == PROFILE_AWS_USER ? "user" : "role";
+    yaml_node_t *sect = a->mode == PROFILE_AWS_USER ? user : role;
+    char label[32];
+    snprintf(label, sizeof(label), "aws.%s.name", what);
+    if (sect == NULL) {
+        return fail_at(ld, aws, CG_EINVAL, "%s mode needs an 'aws.%s' section with the %s's name",
+                       what, what, what);
+    }
+    cg_yaml_where(&ld->y, "aws.%s", what);
+    if ((rc = field_str(ld, sect, "name", label, 1, &a->name, &node)) < 0) {
+        return rc;
+    }
+    if (a->name == NULL) {
+        return fail_at(ld, sect, CG_EINVAL, "%s is missing", label);
+    }
+    if ((rc = check_name(ld, node, label, a->name, IAM_ENTITY_NAME_MAX, what)) < 0) {
+        return rc;
+    }
+
+    if ((rc = managed_policies(ld, aws, a)) < 0 ||
+        (rc = policy_list(ld, aws, "customerPolicies", 1, &a->customer_policies, &a->customer_count,
+                          &customer_total, &customer_seq)) < 0 ||
+        (rc = policy_list(ld, aws, "inlinePolicies", 0, &a->inline_policies, &a->inline_count,
+                          &inline_total, &inline_seq)) < 0 ||
+        (rc = tags(ld, aws, a)) < 0) {
+        return rc;
+    }
+    (void)customer_total;
+    if (a->managed_count + a->customer_count > IAM_ATTACHED_MAX) {
+        return fail_at(ld, aws, CG_EINVAL,
+                       "the profile attaches %zu managed policies, IAM allows at most %d to one "
+                       "%s (10 unless the account's quota was raised)",
+                       a->managed_count + a->customer_count, IAM_ATTACHED_MAX, what);
+    }
+    size_t inline_max = a->mode == PROFILE_AWS_USER ? IAM_INLINE_USER_MAX : IAM_INLINE_ROLE_MAX;
+    if (inline_total > inline_max) {
+        return fail_at(ld, inline_seq, CG_EINVAL,
+                       "aws.inlinePolicies: the inline policies of a %s total %zu characters "
+                       "without whitespace, IAM allows %zu: move one to customerPolicies (a "
+                       "managed policy may have %d)",
+                       what, inline_total, inline_max, IAM_MANAGED_SIZE_MAX);
+    }
+
+    if (a->mode == PROFILE_AWS_ROLE) {
+        a->access_key = 0; /* a role has no keys: the platform assumes it */
+        return trust(ld, role, trust_map, ov, a);
+    }
+    return 0;
+}
+
+/* A lower-case DNS label: the name goes into reports, tags and Kubernetes objects. */
+static int profile_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-') {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int fixed_field(struct loader *ld, const yaml_node_t *root, const char *key,
+                       const char *want)
+{
+    char sh[SHOWN_MAX];
+    char *s = NULL;
+    yaml_node_t *node = NULL;
+    int rc = field_str(ld, root, key, key, 0, &s, &node);
+    if (rc < 0) {
+        return rc;
+    }
+    if (s == NULL) {
+        rc = fail_at(ld, root, CG_EINVAL, "'%s' is missing: a profile starts with '%s: %s'", key,
+                     key, want);
+    } else if (strcmp(s, want) != 0) {
+        rc = fail_at(ld, node, CG_EINVAL, "'%s' must be '%s', not '%s'", key, want, SHOWN(sh, s));
+    }
+    free(s);
+    return rc;
+}
+
+int profile_load_buffer(struct profile **out, const char *buf, size_t len, const char *source,
+                        const char *dir, const struct profile_vars *vars,
+                        const struct profile_overrides *ov, struct cg_err *err)
+{
+    struct loader ld;
+    struct profile *p = NULL;
+    yaml_node_t *node = NULL;
+    yaml_node_t *aws = NULL;
+    char sh[SHOWN_MAX];
+    memset(&ld, 0, sizeof(ld));
+    ld.dir = dir;
+    ld.vars = vars;
+    ld.err = err;
+    *out = NULL;
+    if (source == NULL) {
+        source = "<profile>";
+    }
+    int rc = cg_yaml_load(&ld.y, buf, len, source, err);
+    if (rc < 0) {
+        return rc;
+    }
+    yaml_node_t *root = cg_yaml_root(&ld.y);
+    if (cg_yaml_is_null(root)) {
+        rc = cg_yaml_errorf(&ld.y, NULL, err, CG_EINVAL, "the profile is empty");
+        goto out;
+    }
+    if (root->type != YAML_MAPPING_NODE) {
+        rc = cg_yaml_errorf(&ld.y, root, err, CG_EINVAL, "a profile must be a mapping, not a %s",
+                            cg_yaml_kind(root));
+        goto out;
+    }
+    if ((rc = check_keys(&ld, root, top_keys)) < 0 ||
+        (rc = fixed_field(&ld, root, "apiVersion", API_VERSION)) < 0 ||
+        (rc = fixed_field(&ld, root, "kind", KIND)) < 0) {
+        goto out;
+    }
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        rc = oom(err);
+        goto out;
+    }
+    if ((rc = field_str(&ld, root, "name", "name", 0, &p->name, &node)) < 0) {
+        goto out;
+    }
+    if (p->name == NULL) {
+        rc = fail_at(&ld, root, CG_EINVAL, "'name' is missing");
+        goto out;
+    }
+    if (!profile_name_ok(p->name)) {
+        rc = fail_at(&ld, node, CG_EINVAL,
+                     "name '%s' must be a lower-case DNS label: letters, digits and '-', at most "
+                     "63",
+                     SHOWN(sh, p->name));
+        goto out;
+    }
+    snprintf(ld.name, sizeof(ld.name), "%s", p->name);
+    if ((rc = field_str(&ld, root, "description", "description", 1, &p->description, NULL)) < 0 ||
+        (rc = cg_yaml_get_map(&ld.y, root, "aws", &aws, err)) < 0) {
+        goto out;
+    }
+    if (aws == NULL) {
+        rc = fail_at(&ld, root, CG_EINVAL, "the profile has no 'aws' section: nothing to grant");
+        goto out;
+    }
+    if ((rc = parse_aws(&ld, aws, ov, &p->aws)) < 0) {
+        goto out;
+    }
+    p->source = strdup(source);
+    if (p->source == NULL) {
+        rc = oom(err);
+        goto out;
+    }
+    *out = p;
+    p = NULL;
+out:
+    profile_free(p);
+    cg_yaml_cleanup(&ld.y);
+    return rc;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s);
+    size_t m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "unknown profile 'x': ..." with the built-ins found in dir. */
+static int unknown_builtin(const char *name, const char *dir, struct cg_err *err)
+{
+    char sh[SHOWN_MAX];
+    char list[384] = "";
+    char *names[64];
+    size_t n = 0;
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (d != NULL) {
+        struct dirent *e;
+        while (n < sizeof(names) / sizeof(names[0]) && (e = readdir(d)) != NULL) {
+            if (e->d_name[0] != '.' && ends_with(e->d_name, ".yaml")) {
+                names[n] = strndup(e->d_name, strlen(e->d_name) - 5);
+                n += names[n] != NULL;
+            }
+        }
+        closedir(d);
+    }
+    qsort(names, n, sizeof(names[0]), cmp_names);
+    for (size_t i = 0; i < n; i++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "", names[i]);
+        free(names[i]);
+    }
+    if (n == 0) {
+        return cg_err_set(err, CG_EINVAL,
+                          "unknown profile '%s': no built-in profiles in '%s' (give the path of a "
+                          "profile file)",
+                          SHOWN(sh, name), dir ? dir : "");
+    }
+    return cg_err_set(err, CG_EINVAL,
+                      "unknown profile '%s': the built-in profiles are %s (or give the path of a "
+                      "profile file)",
+                      SHOWN(sh, name), list);
+}
+
+int profile_load(struct profile **out, const char *name_or_path, const char *builtin_dir,
+                 const struct profile_vars *vars, const struct profile_overrides *ov,
+                 struct cg_err *err)
+{
+    char *path = NULL;
+    char *dir = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc;
+    *out = NULL;
+    if (name_or_path == NULL || name_or_path[0] == '\0') {
+        return cg_err_set(err, CG_EINVAL, "no profile given: pass --profile NAME or a path");
+    }
+    int builtin = strchr(name_or_path, '/') == NULL && !ends_with(name_or_path, ".yaml") &&
+                  !ends_with(name_or_path, ".yml");
+    if (builtin) {
+        if (builtin_dir == NULL || name_or_path[0] == '.') {
+            return unknown_builtin(name_or_path, builtin_dir, err);
+        }
+        size_t n = strlen(builtin_dir) + strlen(name_or_path) + 7;
+        path = malloc(n);
+        if (path == NULL) {
+            return oom(err);
+        }
+        snprintf(path, n, "%s/%s.yaml", builtin_dir, name_or_path);
+    } else {
+        path = strdup(name_or_path);
+        if (path == NULL) {
+            return oom(err);
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        rc = cg_err_set(err, CG_EINVAL, "cannot load profile '%s': not a regular file", path);
+        goto out;
+    }
+    rc = cg_file_read(path, PROFILE_MAX, &buf, &len, err);
+    if (rc == CG_ENOTFOUND && builtin) {
+        rc = unknown_builtin(name_or_path, builtin_dir, err);
+        goto out;
+    }
+    if (rc < 0) {
+        /* a profile that is not there is bad input, like a wrong flag */
+        rc = rc == CG_ENOTFOUND ? CG_EINVAL : rc;
+        if (err != NULL) {
+            err->code = rc;
+        }
+        goto out;
+    }
+    dir = cg_dirname(path);
+    if (dir == NULL) {
+        rc = oom(err);
+        goto out;
+    }
+    rc = profile_load_buffer(out, buf, len, path, dir, vars, ov, err);
+out:
+    free(path);
+    free(dir);
+    free(buf);
+    return rc;
+}
+
+static void policies_free(struct profile_policy *p, size_t n)
+{
+    for (size_t i = 0; p != NULL && i < n; i++) {
+        free(p[i].name);
+        free(p[i].description);
+        free(p[i].document);
+    }
+    free(p);
+}
+
+void profile_free(struct profile *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    struct profile_aws *a = &p->aws;
+    free(a->name);
+    free(a->path);
+    for (size_t i = 0; a->managed_policy_arns != NULL && i < a->managed_count; i++) {
+        free(a->managed_policy_arns[i]);
+    }
+    free(a->managed_policy_arns);
+    policies_free(a->customer_policies, a->customer_count);
+    policies_free(a->inline_policies, a->inline_count);
+    free(a->trust_principal);
+    free(a->external_id);
+    free(a->trust_policy);
+    for (size_t i = 0; a->tags != NULL && i < a->tag_count; i++) {
+        free(a->tags[i].key);
+        free(a->tags[i].value);
+    }
+    free(a->tags);
+    free(p->name);
+    free(p->description);
+    free(p->source);
+    free(p);
+}
