@@ -65,6 +65,11 @@ struct aws_sigv4_output {
 };
 void aws_sigv4_output_cleanup(struct aws_sigv4_output *o);
 
+/* Signs host, the scheme's date header (value out->date) and in->headers; with a session token
+ * in creds also X-Amz-Security-Token, which the caller must then send. Caller headers named
+ * host, the date header or (with a token) X-Amz-Security-Token are ignored: those values are
+ * the function's. Returns 0, CG_EINVAL (no method/host, bad region/service), CG_EAUTH (no
+ * access key or secret) or CG_ENOMEM; out is filled only on success. */
 int aws_sigv4_sign(const struct aws_sigv4_scheme *scheme, const struct aws_sigv4_input *in,
                    const struct aws_credentials *creds, struct aws_sigv4_output *out,
                    struct cg_err *err);
