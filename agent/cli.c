@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include "cg_http_global.h"
+#include "cmd.h"
 #include "cg_log.h"
 #include "identity.h"
 #include "options.h"
@@ -91,18 +92,30 @@ int cg_cli_main(int argc, char **argv)
         cg_options_usage(stderr);
         return CG_EXIT_USAGE;
     case CG_CMD_IDENTITY:
+    case CG_CMD_PLAN:
+    case CG_CMD_ONBOARD:
+    case CG_CMD_CHECK:
+    case CG_CMD_OFFBOARD:
         break;
     default:
         fprintf(stderr,
                 "cloudgrant: error: command '%s' is not available in cloudgrant %s yet; this "
-                "version provides 'identity'\n",
+                "version provides identity, plan, onboard, check and offboard\n",
                 cg_command_name(o.command), CG_VERSION);
         return CG_EXIT_USAGE;
     }
     if (cg_http_global_init(&err) < 0) {
         return fail(&err);
     }
-    int code = cmd_identity(&o);
+    int code;
+    if (o.command == CG_CMD_IDENTITY) {
+        code = cmd_identity(&o);
+    } else {
+        code = cg_cmd_aws(&o, env, &err);
+        if (code != CG_EXIT_OK && code != CG_EXIT_DRIFT) {
+            fprintf(stderr, "cloudgrant: error: %s\n", err.msg);
+        }
+    }
     cg_http_global_cleanup();
     return code;
 }

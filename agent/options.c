@@ -34,6 +34,7 @@ struct opt_def {
 static const char *const text_json[] = {"text", "json", NULL};
 static const char *const providers[] = {"aws", "gcp", "azure", "outscale", NULL};
 static const char *const levels[] = {"error", "warn", "info", "debug", "trace", NULL};
+static const char *const aws_modes[] = {"user", "role", NULL};
 
 #define OFF(f) offsetof(struct cg_options, f)
 static const struct opt_def opts[] = {
@@ -53,7 +54,20 @@ static const struct opt_def opts[] = {
     {"no-metadata", 0, OPT_BOOL, OFF(no_metadata), NULL,
      "do not ask the cloud's instance metadata service", NULL},
     {"allow-insecure-http", 0, OPT_BOOL, OFF(allow_insecure_http), NULL,
-     "allow plain http:// to a non-loopback Kubernetes API", NULL},
+     "allow plain http:// to a non-loopback Kubernetes or cloud API", NULL},
+    {"profile", 0, OPT_STRING, OFF(profile), "NAME|PATH",
+     "grant profile: a built-in name (node-autoscaler, platform-access) or a file", NULL},
+    {"profiles-dir", 0, OPT_STRING, OFF(profiles_dir), "DIR",
+     "where built-in profiles live (default: the installed share dir)", NULL},
+    {"fix", 0, OPT_BOOL, OFF(fix), NULL, "check: also repair the drift found", NULL},
+    {"aws-mode", 0, OPT_STRING, OFF(aws_mode), "MODE",
+     "AWS identity: user (access key) or role (cross-account, no key)", aws_modes},
+    {"aws-trust-principal", 0, OPT_STRING, OFF(aws_trust_principal), "ARN",
+     "role mode: the platform principal allowed to assume the role", NULL},
+    {"aws-external-id", 0, OPT_STRING, OFF(aws_external_id), "ID",
+     "role mode: sts:ExternalId the platform must present (default: the cluster id)", NULL},
+    {"credentials-out", 0, OPT_STRING, OFF(credentials_out), "FILE",
+     "write a new credential to FILE (mode 0600; '-' = stdout); also its delivery record", NULL},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -226,6 +240,10 @@ void cg_options_usage(FILE *out)
                  "customer's Kubernetes cluster.\n\n"
                  "commands:\n"
                  "  identity        print the cluster identity (-o json for the contract form)\n"
+                 "  plan            what onboard would change (no mutating call)\n"
+                 "  onboard         converge the cloud identity and hand the credential over\n"
+                 "  check           report drift (exit 3 when there is some); --fix repairs\n"
+                 "  offboard        delete what cloudgrant created, nothing else\n"
                  "  version         print the version\n"
                  "  help            print this help\n\n"
                  "options (each also read from the environment variable shown):\n");

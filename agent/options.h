@@ -36,7 +36,14 @@ struct cg_options {
     const char *log_format; /* "text" | "json" */
     const char *log_level;
     int no_metadata;
-    int allow_insecure_http; /* plain http:// to a non-loopback Kubernetes API */
+    int allow_insecure_http; /* plain http:// to a non-loopback Kubernetes API or cloud API */
+    const char *profile;
+    const char *profiles_dir;
+    int fix;
+    const char *aws_mode;
+    const char *aws_trust_principal;
+    const char *aws_external_id;
+    const char *credentials_out; /* file for a new credential, or "-" for stdout */
 };
 
 /* Parses argv and the environment (through `getenv_fn`, injectable for tests).
