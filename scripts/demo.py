@@ -15,6 +15,54 @@ import harness  # noqa: E402
 CLOUDS = [("eks", "aws"), ("gke", "gcp"), ("aks", "azure"), ("outscale", None)]
 
 
+def aws_demo(binary):
+    """plan / onboard / onboard again / check / drift / check --fix / offboard on AWS, with
+    the node-autoscaler profile, against the EKS emulator and moto."""
+    import json
+    import moto_harness
+    import tempfile
+    failures = 0
+    with harness.k8s_api("eks") as api, moto_harness.moto(validate=True) as moto:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBE"))}
+        env.update(moto.env())
+        env["CLOUDGRANT_PROFILES_DIR"] = os.path.join(ROOT, "profiles")
+        creds = os.path.join(tempfile.mkdtemp(prefix="cg-demo-"), "credentials.json")
+        user = "cast-eks-" + api.fixture["expected"]["name"]
+        print("\n### AWS: node-autoscaler profile on the EKS cluster, IAM and STS from moto %s"
+              % moto.url)
+
+        def step(title, args, want=0):
+            nonlocal failures
+            print("\n# %s\n$ cloudgrant %s" % (title, " ".join(args)))
+            sys.stdout.flush()
+            rc = subprocess.call([binary] + args + ["--kubeconfig", api.kubeconfig], env=env)
+            if rc != want:
+                print("exit code %d, expected %d" % (rc, want))
+                failures += 1
+
+        prof = ["--profile", "node-autoscaler"]
+        out = ["--credentials-out", creds]
+        step("what onboarding would do (no change is made)", ["plan"] + prof)
+        step("onboard", ["onboard"] + prof + out)
+        step("onboard again: nothing to change", ["onboard"] + prof + out)
+        step("drift check", ["check"] + prof)
+        print("\n# someone detaches IAMReadOnlyAccess by hand")
+        moto.aws("iam", "detach-user-policy", "--user-name", user, "--policy-arn",
+                 "arn:aws:iam::aws:policy/IAMReadOnlyAccess")
+        step("drift check finds it (exit code 3)", ["check"] + prof, want=3)
+        step("and repairs it", ["check", "--fix"] + prof + out)
+        with open(creds) as f:
+            key = json.load(f)["accessKeyId"]
+        print("\n# the platform's credential (secret not shown): access key %s in %s"
+              % (key, creds))
+        step("offboard: delete what cloudgrant created", ["offboard"] + prof)
+        bad = moto.violations()
+        if bad:
+            print("requests botocore's model rejects: %s" % bad)
+            failures += 1
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "agent", "cloudgrant"))
@@ -45,6 +93,7 @@ def main():
                 if rc != 0:
                     print("exit code %d" % rc)
                     failures += 1
+    failures += aws_demo(binary)
     print("\ndemo %s" % ("finished" if failures == 0 else "FAILED (%d runs)" % failures))
     return 1 if failures else 0
 

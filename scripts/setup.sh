@@ -13,7 +13,9 @@ packages=(
     build-essential cmake ninja-build pkg-config clang-format
     libcurl4-openssl-dev libssl-dev libyaml-dev libuv1-dev libjansson-dev libxml2-dev
     libcmocka-dev clang-14 libclang-rt-14-dev
-    python3 openssl curl ca-certificates
+    python3 python3-venv openssl curl ca-certificates
+    # AWS references: botocore's signer and service models, awscli 2 as a second client
+    awscli python3-botocore python3-regex
 )
 # kubectl is the oracle for kubeconfig resolution and the second client of the Kubernetes
 # emulator. Debian ships it as kubernetes-client; keep a newer kubectl when one is present.
@@ -28,5 +30,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
+fi
+# moto (a stateful IAM/STS emulator) is not packaged by Debian. Use one on the PATH or in a
+# pyenv, else install it into a virtualenv inside the checkout (needs PyPI).
+find_moto() {
+    command -v moto_server 2>/dev/null && return 0
+    ls /root/.pyenv/versions/*/bin/moto_server "$HOME"/.pyenv/versions/*/bin/moto_server \
+        .venv-moto/bin/moto_server 2>/dev/null | head -1 | grep . && return 0
+    return 1
+}
+if ! find_moto >/dev/null; then
+    echo "setup: installing moto into .venv-moto (pip install 'moto[server]')"
+    if ! { python3 -m venv .venv-moto && .venv-moto/bin/pip install -q 'moto[server]'; }; then
+        echo "setup: could not install moto; the AWS tests need it:" >&2
+        echo "       pip install 'moto[server]'  (or put moto_server on the PATH)" >&2
+        rm -rf .venv-moto
+    fi
 fi
 echo "setup: dependencies ready"
