@@ -271,7 +271,11 @@ static int setup(struct aws_ctx *c, struct cg_err *err)
     const char *p = c->caller_arn + 4;
     const char *e = strchr(p, ':');
     c->partition = e ? strndup(p, (size_t)(e - p)) : strdup("aws");
-    if (id->account != NULL && strcmp(id->account, c->account) != 0) {
+    if (id->account == NULL) {
+        /* the cluster did not reveal its account: the credentials' account is the one the
+         * identity is made in, and what reports will name */
+        c->id.k8s.account = strdup(c->account);
+    } else if (strcmp(id->account, c->account) != 0) {
         CG_LOG(CG_LOG_WARN, "aws",
                "the cluster runs in account %s but the credentials act in account %s: the "
                "identity is created in %s",

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define TAG_OWNER_KEY   "managed-by"
 #define TAG_OWNER_VALUE "cloudgrant"
@@ -693,6 +694,19 @@ static void on_write(json_t *result, const struct aws_error *aerr, const struct 
     struct run *r = op->run;
     const char *code = aerr ? aerr->code : "";
     struct cg_err e = {0};
+
+    if (err != NULL && r->role &&
+        (op->kind == OP_CREATE_PRINCIPAL || op->kind == OP_UPDATE_TRUST) &&
+        strcmp(code, "MalformedPolicyDocument") == 0 &&
+        strcasestr(aerr->message, "invalid principal") != NULL && op->tries++ < 6) {
+        /* IAM says "Invalid principal in policy" while a principal created moments ago is
+         * not yet visible to it: wait and send the same request again, a bounded number of
+         * times; a principal that really does not exist fails after about 12 s. */
+        long wait = r->o->confirm_interval_ms > 0 ? 10 * r->o->confirm_interval_ms : 2000;
+        if (cg_http_after(r->h, wait, confirm_tick, op) == 0) {
+            return;
+        }
+    }
 
     switch (op->kind) {
     case OP_CREATE_PRINCIPAL:

@@ -251,8 +251,12 @@ def test_undelivered_key_is_replaced_not_duplicated(e):
 def test_role_mode(e):
     args = ["--profile", "node-autoscaler", "--aws-mode", "role",
             "--aws-trust-principal", PLATFORM]
+    # IAM refuses a trust policy whose principal it cannot see yet: retried, not fatal
+    e.moto.inject(action="CreateRole", count=1, status=400, code="MalformedPolicyDocument",
+                  message="Invalid principal in policy: \"AWS\":\"%s\"" % PLATFORM)
     p = e.run("onboard", *args, creds=False)
     expect(p, 0)
+    assert p.writes.count("CreateRole") == 2, p.writes
     role = e.aws("iam", "get-role", "--role-name", USER)["Role"]
     trust = role["AssumeRolePolicyDocument"]
     st = trust["Statement"][0]
