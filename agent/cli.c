@@ -95,12 +95,13 @@ int cg_cli_main(int argc, char **argv)
     case CG_CMD_PLAN:
     case CG_CMD_ONBOARD:
     case CG_CMD_CHECK:
+    case CG_CMD_ROTATE:
     case CG_CMD_OFFBOARD:
         break;
     default:
         fprintf(stderr,
                 "cloudgrant: error: command '%s' is not available in cloudgrant %s yet; this "
-                "version provides identity, plan, onboard, check and offboard\n",
+                "version provides identity, plan, onboard, check, rotate and offboard\n",
                 cg_command_name(o.command), CG_VERSION);
         return CG_EXIT_USAGE;
     }

@@ -7,9 +7,12 @@
 #include "cg_http.h"
 #include "cg_log.h"
 #include "cg_util.h"
+#include "credstore.h"
 #include "identity.h"
 #include "profile.h"
 #include "rc_aws.h"
+#include "report.h"
+#include "seal.h"
 #include "session.h"
 
 #include <errno.h>
@@ -35,8 +38,17 @@ struct aws_ctx {
     char *account;
     char *partition;
     char *caller_arn;
-    char *delivered_key_id;
-    int key_record_known;
+    /* hand-over */
+    struct credstore store;
+    int store_ready;
+    struct credstore_entry stored; /* what the Secret holds */
+    int stored_found;
+    struct report_config report;
+    int report_on;
+    struct cg_seal_key *seal;
+    int64_t started_at;
+    char *trust_principal; /* from --trust-principal-url */
+    char *trust_external_id;
 };
 
 /* ---- endpoints (protocols.md 1.6) ---- */
@@ -78,57 +90,17 @@ static void iam_endpoint(cg_getenv_fn *env, const char *partition, char *url, si
     }
 }
 
-/* ---- the delivery record ---- */
+/* ---- hand-over ---- */
 
-/* The credentials file is both where a new key goes and the record of which key the platform
- * has: a live key that is not the recorded one was never handed over. */
-static int read_delivery_record(struct aws_ctx *c, struct cg_err *err)
-{
-    const char *path = c->o->credentials_out;
-    if (path == NULL || strcmp(path, "-") == 0) {
-        c->key_record_known = 0;
-        return 0;
-    }
-    c->key_record_known = 1;
-    char *text = NULL;
-    size_t len = 0;
-    struct cg_err e = {0};
-    int rc = cg_file_read(path, 64 * 1024, &text, &len, &e);
-    if (rc == CG_ENOTFOUND) {
-        return 0; /* nothing delivered yet */
-    }
-    if (rc < 0) {
-        *err = e;
-        return rc;
-    }
-    json_t *doc = json_loadb(text, len, 0, NULL);
-    cg_secret_free(text);
-    const char *id = json_string_value(json_object_get(doc, "accessKeyId"));
-    if (doc == NULL) {
-        return cg_err_set(err, CG_EINVAL,
-                          "credentials file '%s' is not JSON: remove it to have a new key "
-                          "created and written there",
-                          path);
-    }
-    c->delivered_key_id = id ? strdup(id) : NULL;
-    /* the document also holds the secret: wipe it before freeing */
-    json_t *s = json_object_get(doc, "secretAccessKey");
-    if (json_is_string(s)) {
-        cg_wipe((void *)json_string_value(s), json_string_length(s));
-    }
-    json_decref(doc);
-    return 0;
-}
-
-static int write_credentials(struct aws_ctx *c, const struct rc_aws_result *res, struct cg_err *err)
+static int write_credentials(struct aws_ctx *c, const char *key_id, const char *secret,
+                             struct cg_err *err)
 {
     const char *path = c->o->credentials_out;
     char created[32];
     cg_format_rfc3339((int64_t)time(NULL), created, sizeof(created));
-    json_t *doc =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "provider", "aws", "userName",
-                  c->profile->aws.name, "accountId", c->account, "accessKeyId", res->access_key_id,
-                  "secretAccessKey", res->secret_access_key, "createdAt", created);
+    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "provider", "aws", "userName",
+                            c->profile->aws.name, "accountId", c->account, "accessKeyId", key_id,
+                            "secretAccessKey", secret, "createdAt", created);
     char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
     if (doc != NULL) {
         json_t *s = json_object_get(doc, "secretAccessKey");
@@ -195,6 +167,90 @@ static void on_caller(json_t *result, const struct aws_error *aerr, const struct
 static const char *env_default(const char *name)
 {
     return getenv(name);
+}
+
+struct trust {
+    char *principal;
+    char *external_id;
+    struct cg_err err;
+};
+
+static void on_trust(const char *principal_arn, const char *external_id, const struct cg_err *err,
+                     void *data)
+{
+    struct trust *t = data;
+    if (err != NULL) {
+        t->err = *err;
+        return;
+    }
+    t->principal = principal_arn ? strdup(principal_arn) : NULL;
+    t->external_id = external_id ? strdup(external_id) : NULL;
+}
+
+/* The report endpoint, the seal key and, in role mode, the platform's principal. */
+static int setup_handover(struct aws_ctx *c, struct cg_err *err)
+{
+    const struct cg_options *o = c->o;
+    int rc;
+    if (o->report_url != NULL) {
+        rc = report_config_init(&c->report, o->report_url, c->getenv_fn("CLOUDGRANT_REPORT_TOKEN"),
+                                o->report_token_file, o->report_ca, o->allow_insecure_report, err);
+        if (rc < 0) {
+            return rc;
+        }
+        c->report_on = 1;
+    }
+    if (o->seal_key != NULL) {
+        /* the value is the PEM itself (as a chart passes it) or a file that holds it */
+        char *pem = NULL;
+        size_t len = 0;
+        if (strncmp(o->seal_key, "-----BEGIN", 10) == 0) {
+            pem = strdup(o->seal_key);
+            len = pem ? strlen(pem) : 0;
+            rc = pem ? 0 : cg_err_set(err, CG_ENOMEM, "out of memory");
+        } else {
+            rc = cg_file_read(o->seal_key, 64 * 1024, &pem, &len, err);
+            if (rc < 0) {
+                cg_err_wrap(err, "--seal-key");
+                rc = CG_EINVAL;
+            }
+        }
+        if (rc == 0) {
+            rc = cg_seal_key_load(&c->seal, pem, len, "--seal-key", err);
+        }
+        free(pem);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    if (o->trust_principal_url != NULL && o->aws_trust_principal == NULL) {
+        if (!c->report_on) {
+            return cg_err_set(err, CG_EINVAL,
+                              "--trust-principal-url needs --report-url and its token (the same "
+                              "bearer token is sent)");
+        }
+        struct trust t = {0};
+        rc = cg_url_check_transport(o->trust_principal_url,
+                                    o->allow_insecure_report || o->allow_insecure_http,
+                                    "trust principal URL", err);
+        if (rc == 0) {
+            rc = report_fetch_trust(c->s.http, &c->report, o->trust_principal_url, on_trust, &t,
+                                    err);
+        }
+        if (rc < 0) {
+            return rc;
+        }
+        cg_http_run(c->s.http);
+        if (t.err.code != 0) {
+            free(t.principal);
+            free(t.external_id);
+            *err = t.err;
+            return cg_err_wrap(err, "cannot fetch the platform's trust principal");
+        }
+        c->trust_principal = t.principal;
+        c->trust_external_id = t.external_id;
+    }
+    return 0;
 }
 
 static int setup(struct aws_ctx *c, struct cg_err *err)
@@ -283,6 +339,11 @@ static int setup(struct aws_ctx *c, struct cg_err *err)
     }
     CG_LOG(CG_LOG_INFO, "aws", "acting as %s", c->caller_arn);
 
+    rc = setup_handover(c, err);
+    if (rc < 0) {
+        return rc;
+    }
+
     /* The profile, rendered for this cluster and account. */
     struct profile_vars vars = {
         .cluster_name = id->name,
@@ -292,8 +353,8 @@ static int setup(struct aws_ctx *c, struct cg_err *err)
     };
     struct profile_overrides ov = {
         .aws_mode = o->aws_mode,
-        .aws_trust_principal = o->aws_trust_principal,
-        .aws_external_id = o->aws_external_id,
+        .aws_trust_principal = o->aws_trust_principal ? o->aws_trust_principal : c->trust_principal,
+        .aws_external_id = o->aws_external_id ? o->aws_external_id : c->trust_external_id,
     };
     const char *dir = o->profiles_dir;
     struct stat st;
@@ -334,7 +395,12 @@ static void teardown(struct aws_ctx *c)
     free(c->account);
     free(c->partition);
     free(c->caller_arn);
-    free(c->delivered_key_id);
+    credstore_entry_cleanup(&c->stored);
+    credstore_cleanup(&c->store);
+    report_config_cleanup(&c->report);
+    cg_seal_key_free(c->seal);
+    free(c->trust_principal);
+    free(c->trust_external_id);
 }
 
 /* ---- output ---- */
@@ -400,25 +466,364 @@ static int run_mode(struct aws_ctx *c, enum rc_mode mode, struct rc_aws_result *
         .account = c->account,
         .partition = c->partition,
         .cluster_id = c->id.k8s.id,
-        .delivered_key_id = c->delivered_key_id,
-        .key_record_known = c->key_record_known,
+        .delivered_key_id = c->stored_found ? c->stored.access_key_id : NULL,
+        .key_record_known = c->store_ready,
     };
     return rc_aws_run(c->s.http, &ro, res, err);
 }
 
-static int deliver(struct aws_ctx *c, struct rc_aws_result *res, struct cg_err *err)
+struct sent {
+    struct cg_err err;
+    int done;
+};
+
+static void on_sent(const struct cg_err *err, void *data)
 {
-    if (res->access_key_id == NULL) {
-        return 0;
+    struct sent *s = data;
+    s->done = 1;
+    if (err != NULL) {
+        s->err = *err;
     }
-    int rc = write_credentials(c, res, err);
-    if (rc < 0) {
-        cg_err_wrap(err,
-                    "access key %s was created for '%s' but could not be handed over (it "
-                    "will be replaced on the next run)",
-                    res->access_key_id, c->profile->aws.name);
+}
+
+/* What the platform needs to act: the key of a user, or the role ARN and external ID. */
+static json_t *credential_json(struct aws_ctx *c, const char *key_id, const char *secret,
+                               const char *role_arn)
+{
+    const struct profile_aws *w = &c->profile->aws;
+    if (w->mode == PROFILE_AWS_ROLE) {
+        return role_arn ? json_pack("{s:s, s:s, s:s, s:s}", "type", "aws-role", "accountId",
+                                    c->account, "roleArn", role_arn, "externalId",
+                                    w->external_id ? w->external_id : "")
+                        : NULL;
+    }
+    if (key_id == NULL || secret == NULL) {
+        return NULL;
+    }
+    return json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", "aws-access-key", "accountId", c->account,
+                     "userName", w->name, "accessKeyId", key_id, "secretAccessKey", secret);
+}
+
+static void wipe_json_strings(json_t *o)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        if (json_is_string(v)) {
+            cg_wipe((void *)json_string_value(v), json_string_length(v));
+        }
+    }
+}
+
+static json_t *report_entries(const struct rc_list *l, int drift)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a != NULL && i < l->count; i++) {
+        const struct rc_entry *e = &l->items[i];
+        json_t *o;
+        if (drift) {
+            o = json_pack("{s:s, s:s, s:s, s:s}", "provider", e->provider, "kind", e->kind, "name",
+                          e->name ? e->name : "", "change", rc_drift_word(e->change));
+            if (o != NULL && e->id != NULL) {
+                json_object_set_new(o, "id", json_string(e->id));
+            }
+            if (o != NULL && e->detail != NULL) {
+                json_object_set_new(o, "detail", json_string(e->detail));
+            }
+        } else {
+            o = json_pack("{s:s, s:s, s:s, s:s}", "provider", e->provider, "kind", e->kind, "id",
+                          e->id ? e->id : (e->name ? e->name : ""), "change",
+                          rc_change_word(e->change));
+        }
+        if (o != NULL) {
+            json_array_append_new(a, o);
+        }
+    }
+    return a;
+}
+
+/* Reports to the platform (when --report-url is set) and writes --credentials-out (when
+ * set). `cred` is the credential to hand over, or NULL. Returns 0 when every channel
+ * accepted it. */
+static int hand_over(struct aws_ctx *c, const char *kind, const struct rc_list *entries, int drift,
+                     const char *error, json_t *cred, const char *key_id, struct cg_err *err)
+{
+    const struct profile_aws *w = &c->profile->aws;
+    int rc = 0;
+    if (c->report_on) {
+        char *cluster_text = cg_identity_json(&c->id);
+        json_t *cluster_doc = cluster_text ? json_loads(cluster_text, 0, NULL) : NULL;
+        free(cluster_text);
+        json_t *creds_field = NULL;
+        char *sealed = NULL;
+        if (cred != NULL && c->seal != NULL) {
+            char *plain = json_dumps(cred, JSON_COMPACT);
+            if (plain == NULL ||
+                cg_seal_jwe(c->seal, (unsigned char *)plain, strlen(plain), &sealed, err) < 0) {
+                cg_secret_free(plain);
+                json_decref(cluster_doc);
+                return err->code ? err->code : cg_err_set(err, CG_ENOMEM, "out of memory");
+            }
+            cg_secret_free(plain);
+            creds_field = json_string(sealed);
+        } else if (cred != NULL) {
+            creds_field = json_incref(cred);
+        }
+        json_t *list = report_entries(entries, 0);
+        json_t *drift_list = drift ? report_entries(entries, 1) : NULL;
+        struct report_input in = {
+            .kind = kind,
+            .cluster = json_object_get(cluster_doc, "cluster"),
+            .profile = c->profile->name,
+            .status = error ? "failed" : "succeeded",
+            .resources = drift ? NULL : list,
+            .drift = drift_list,
+            .credentials = creds_field,
+            .error = error,
+            .started_at = c->started_at,
+            .finished_at = (int64_t)time(NULL),
+            .agent_version = CG_VERSION,
+        };
+        char *body = report_build(&in);
+        json_decref(list);
+        json_decref(drift_list);
+        json_decref(creds_field);
+        json_decref(cluster_doc);
+        cg_secret_free(sealed);
+        if (body == NULL) {
+            return cg_err_set(err, CG_ENOMEM, "out of memory");
+        }
+        /* A credential's report keeps its key across runs, so a re-delivery after a crash is
+         * recognisably the same report; other reports are one per run. */
+        char started[32];
+        snprintf(started, sizeof(started), "%lld", (long long)c->started_at);
+        const char *parts[] = {kind, c->id.k8s.id ? c->id.k8s.id : "", c->profile->name,
+                               key_id ? key_id : started};
+        char key[37];
+        report_idempotency_key(parts, 4, key);
+        struct sent sent = {0};
+        rc = report_send(c->s.http, &c->report, body, key, on_sent, &sent, err);
+        cg_secret_free(body);
+        if (rc == 0) {
+            cg_http_run(c->s.http);
+            if (sent.err.code != 0) {
+                *err = sent.err;
+                rc = err->code;
+            }
+        }
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    if (cred != NULL && key_id != NULL && c->o->credentials_out != NULL &&
+        w->mode == PROFILE_AWS_USER) {
+        const char *secret = json_string_value(json_object_get(cred, "secretAccessKey"));
+        rc = write_credentials(c, key_id, secret, err);
     }
     return rc;
+}
+
+/* Stores a new key in the Secret, undelivered, before anyone else sees it. */
+static int store_key(struct aws_ctx *c, const char *key_id, const char *secret, struct cg_err *err)
+{
+    struct credstore_entry e = {0};
+    e.provider = strdup("aws");
+    e.user_name = strdup(c->profile->aws.name);
+    e.account = strdup(c->account);
+    e.access_key_id = strdup(key_id);
+    e.secret_access_key = strdup(secret);
+    e.profile = strdup(c->profile->name);
+    e.resource_version =
+        c->stored_found && c->stored.resource_version ? strdup(c->stored.resource_version) : NULL;
+    e.delivered = 0;
+    if (e.provider == NULL || e.user_name == NULL || e.account == NULL || e.access_key_id == NULL ||
+        e.secret_access_key == NULL || e.profile == NULL) {
+        credstore_entry_cleanup(&e);
+        return cg_err_set(err, CG_ENOMEM, "out of memory");
+    }
+    if (!c->stored_found && c->stored.resource_version != NULL) {
+        /* the Secret exists but held nothing usable: replace it */
+        free(e.resource_version);
+        e.resource_version = strdup(c->stored.resource_version);
+    }
+    int rc = credstore_write(&c->store, &e, err);
+    if (rc < 0) {
+        credstore_entry_cleanup(&e);
+        return rc;
+    }
+    credstore_entry_cleanup(&c->stored);
+    c->stored = e;
+    c->stored_found = 1;
+    return 0;
+}
+
+/* After a converge: the credential the platform must receive now, if any (a new key, or a
+ * stored one never delivered), is stored, handed over and marked delivered. */
+static int deliver_after(struct aws_ctx *c, const char *kind, const struct rc_list *entries,
+                         int drift, const struct rc_aws_result *res, int *delivered_key,
+                         struct cg_err *err)
+{
+    const struct profile_aws *w = &c->profile->aws;
+    const char *key_id = NULL;
+    const char *secret = NULL;
+    *delivered_key = 0;
+    if (res->access_key_id != NULL) {
+        int rc = store_key(c, res->access_key_id, res->secret_access_key, err);
+        if (rc < 0) {
+            return cg_err_wrap(err,
+                               "access key %s was created for '%s' but could not be stored "
+                               "(it will be replaced on the next run)",
+                               res->access_key_id, w->name);
+        }
+    }
+    if (w->mode == PROFILE_AWS_USER && w->access_key && c->stored_found && !c->stored.delivered) {
+        key_id = c->stored.access_key_id;
+        secret = c->stored.secret_access_key;
+    }
+    json_t *cred = NULL;
+    if (key_id != NULL) {
+        cred = credential_json(c, key_id, secret, NULL);
+    } else if (w->mode == PROFILE_AWS_ROLE) {
+        cred = credential_json(c, NULL, NULL, res->principal_arn);
+    }
+    int rc = hand_over(c, kind, entries, drift, NULL, cred, key_id, err);
+    if (cred != NULL) {
+        wipe_json_strings(cred);
+        json_decref(cred);
+    }
+    if (rc < 0) {
+        if (key_id != NULL) {
+            cg_err_wrap(err,
+                        "access key %s is kept in Secret %s/%s and will be handed over on "
+                        "the next run",
+                        key_id, c->store.ns, c->store.name);
+        }
+        return rc;
+    }
+    if (key_id != NULL) {
+        rc = credstore_mark_delivered(&c->store, err);
+        if (rc == 0) {
+            c->stored.delivered = 1;
+            *delivered_key = 1;
+        }
+    }
+    return rc;
+}
+
+/* A synchronous IAM call for the few single steps outside the reconcile (rotate). */
+struct one {
+    json_t *result;
+    struct cg_err err;
+};
+
+static void on_one(json_t *result, const struct aws_error *aerr, const struct cg_err *err,
+                   void *data)
+{
+    struct one *o = data;
+    if (err != NULL) {
+        o->err = *err;
+    } else {
+        o->result = json_incref(result);
+    }
+}
+
+static int iam_call(struct aws_ctx *c, const char *action, const struct aws_param *p, size_t n,
+                    json_t **out, struct cg_err *err)
+{
+    struct one one = {0};
+    int rc = aws_query_call(c->iam, action, p, n, on_one, &one, err);
+    if (rc < 0) {
+        return rc;
+    }
+    cg_http_run(c->s.http);
+    if (one.err.code != 0) {
+        *err = one.err;
+        json_decref(one.result);
+        return err->code;
+    }
+    if (out != NULL) {
+        *out = one.result;
+    } else {
+        json_decref(one.result);
+    }
+    return 0;
+}
+
+/* rotate: a new key exists, is stored and delivered before the old one is deleted, so the
+ * platform is never without a working key. */
+static int rotate(struct aws_ctx *c, struct rc_list *changes, struct cg_err *err)
+{
+    const struct profile_aws *w = &c->profile->aws;
+    char *old = c->stored.access_key_id ? strdup(c->stored.access_key_id) : NULL;
+    struct aws_param p[] = {{"UserName", w->name}};
+    json_t *res = NULL;
+    int rc = iam_call(c, "CreateAccessKey", p, 1, &res, err);
+    if (rc < 0) {
+        free(old);
+        return rc;
+    }
+    json_t *k = json_object_get(res, "AccessKey");
+    const char *id = json_string_value(json_object_get(k, "AccessKeyId"));
+    const char *secret = json_string_value(json_object_get(k, "SecretAccessKey"));
+    struct rc_aws_result fresh = {0};
+    fresh.access_key_id = id ? strdup(id) : NULL;
+    fresh.secret_access_key = secret ? strdup(secret) : NULL;
+    if (secret != NULL) {
+        cg_wipe((void *)secret, strlen(secret));
+    }
+    json_decref(res);
+    if (fresh.access_key_id == NULL || fresh.secret_access_key == NULL) {
+        free(old);
+        rc_aws_result_cleanup(&fresh);
+        return cg_err_set(err, CG_EIO, "IAM CreateAccessKey '%s': the answer holds no key",
+                          w->name);
+    }
+    rc_list_add(changes, "aws", "access-key", w->name, fresh.access_key_id, RC_CREATE, "rotated");
+    int delivered = 0;
+    rc = deliver_after(c, "OnboardingReport", changes, 0, &fresh, &delivered, err);
+    if (rc == 0 && old != NULL && strcmp(old, fresh.access_key_id) != 0) {
+        struct aws_param d[] = {{"UserName", w->name}, {"AccessKeyId", old}};
+        rc = iam_call(c, "DeleteAccessKey", d, 2, NULL, err);
+        if (rc == 0) {
+            rc_list_add(changes, "aws", "access-key", w->name, old, RC_DELETE, "replaced");
+        }
+    }
+    free(old);
+    rc_aws_result_cleanup(&fresh);
+    return rc;
+}
+
+static const char *principal_word(const struct profile_aws *w)
+{
+    return w->mode == PROFILE_AWS_ROLE ? "role" : "user";
+}
+
+static void print_result(struct aws_ctx *c, const char *verb, const struct rc_aws_result *res,
+                         const struct rc_list *extra)
+{
+    const struct profile_aws *w = &c->profile->aws;
+    if (json_out(c->o)) {
+        json_t *root = json_pack("{s:o}", "changes", entries_json(&res->entries, 0));
+        if (extra != NULL && extra->count > 0) {
+            json_t *more = entries_json(extra, 0);
+            json_array_extend(json_object_get(root, "changes"), more);
+            json_decref(more);
+        }
+        if (res->resources.count > 0) {
+            json_object_set_new(root, "resources", entries_json(&res->resources, 0));
+        }
+        print_json(root);
+        return;
+    }
+    size_t n = res->entries.count + (extra ? extra->count : 0);
+    printf("%s: profile %s, AWS account %s, %s %s\n", verb, c->profile->name, c->account,
+           principal_word(w), w->name);
+    print_entries(&res->entries, 0, stdout);
+    if (extra != NULL) {
+        print_entries(extra, 0, stdout);
+    }
+    printf("%zu change%s\n", n, n == 1 ? "" : "s");
 }
 
 int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err)
@@ -426,8 +831,10 @@ int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_er
     struct aws_ctx c = {.o = o, .getenv_fn = getenv_fn ? getenv_fn : env_default};
     struct rc_aws_result res = {0};
     struct rc_aws_result after = {0};
+    struct rc_list extra = {0};
     int exit_code = CG_EXIT_FAIL;
     int rc;
+    c.started_at = (int64_t)time(NULL);
 
     if (o->profile == NULL) {
         cg_err_set(err, CG_EINVAL,
@@ -443,18 +850,38 @@ int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_er
     }
     const struct profile_aws *w = &c.profile->aws;
     int hands_key = w->mode == PROFILE_AWS_USER && w->access_key;
-    int mutates = o->command == CG_CMD_ONBOARD || (o->command == CG_CMD_CHECK && o->fix);
-    if (hands_key && mutates && o->credentials_out == NULL) {
+    int mutates = o->command == CG_CMD_ONBOARD || o->command == CG_CMD_ROTATE ||
+                  (o->command == CG_CMD_CHECK && o->fix);
+    if (hands_key && mutates && !c.report_on && o->credentials_out == NULL) {
         cg_err_set(err, CG_EINVAL,
-                   "profile '%s' hands an access key over: pass --credentials-out FILE (it also "
-                   "records which key the platform has) or --credentials-out - for stdout",
+                   "profile '%s' hands an access key over, and there is nowhere to hand it: "
+                   "pass --report-url URL (the platform), or --credentials-out FILE",
                    c.profile->name);
         exit_code = CG_EXIT_USAGE;
         goto out;
     }
-    if (read_delivery_record(&c, err) < 0) {
+    if (o->command == CG_CMD_ROTATE && !hands_key) {
+        cg_err_set(err, CG_EINVAL,
+                   "profile '%s' hands over no access key in %s mode: nothing "
+                   "to rotate",
+                   c.profile->name, principal_word(w));
         exit_code = CG_EXIT_USAGE;
         goto out;
+    }
+    /* The Secret is the record of which key the platform has, and the write-ahead store of a
+     * key until it is delivered. */
+    rc = credstore_init(&c.store, c.s.k8s, o->secret_namespace, o->secret_name, c.profile->name,
+                        err);
+    if (rc < 0) {
+        exit_code = CG_EXIT_USAGE;
+        goto out;
+    }
+    if (hands_key) {
+        rc = credstore_read(&c.store, &c.stored, &c.stored_found, err);
+        if (rc < 0) {
+            goto out;
+        }
+        c.store_ready = 1;
     }
 
     switch (o->command) {
@@ -467,38 +894,41 @@ int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_er
             print_json(json_pack("{s:o}", "actions", entries_json(&res.entries, 0)));
         } else {
             printf("plan: profile %s, AWS account %s, %s %s\n", c.profile->name, c.account,
-                   w->mode == PROFILE_AWS_ROLE ? "role" : "user", w->name);
+                   principal_word(w), w->name);
             print_entries(&res.entries, 0, stdout);
             printf("%zu change%s\n", res.entries.count, res.entries.count == 1 ? "" : "s");
         }
         exit_code = CG_EXIT_OK;
         break;
-    case CG_CMD_CHECK:
+    case CG_CMD_CHECK: {
         rc = run_mode(&c, RC_MODE_CHECK, &res, err);
         if (rc < 0) {
             goto out;
         }
         exit_code = res.entries.count ? CG_EXIT_DRIFT : CG_EXIT_OK;
+        int delivered = 0;
         if (o->fix && res.entries.count > 0) {
             struct rc_aws_result fixed = {0};
             rc = run_mode(&c, RC_MODE_APPLY, &fixed, err);
-            int drc = rc == 0 ? deliver(&c, &fixed, err) : rc;
-            if (fixed.access_key_id != NULL) {
-                /* the re-check judges keys by the one just handed over */
-                free(c.delivered_key_id);
-                c.delivered_key_id = strdup(fixed.access_key_id);
-                c.key_record_known = 1;
+            if (rc == 0 && fixed.access_key_id != NULL) {
+                rc = store_key(&c, fixed.access_key_id, fixed.secret_access_key, err);
             }
             rc_aws_result_cleanup(&fixed);
-            if (rc < 0 || drc < 0) {
+            if (rc < 0) {
                 goto out;
             }
-            /* what is left after the repair decides the exit code */
             rc = run_mode(&c, RC_MODE_CHECK, &after, err);
             if (rc < 0) {
                 goto out;
             }
             exit_code = after.entries.count ? CG_EXIT_DRIFT : CG_EXIT_OK;
+        }
+        /* The drift report also carries a credential still owed to the platform. */
+        struct rc_aws_result none = {0};
+        rc = deliver_after(&c, "DriftReport", &res.entries, 1, &none, &delivered, err);
+        if (rc < 0) {
+            exit_code = CG_EXIT_FAIL;
+            goto out;
         }
         if (json_out(o)) {
             json_t *root = json_pack("{s:o}", "drift", entries_json(&res.entries, 1));
@@ -507,11 +937,11 @@ int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_er
             }
             print_json(root);
         } else if (res.entries.count == 0) {
-            printf("no drift: %s %s matches profile %s\n",
-                   w->mode == PROFILE_AWS_ROLE ? "role" : "user", w->name, c.profile->name);
+            printf("no drift: %s %s matches profile %s\n", principal_word(w), w->name,
+                   c.profile->name);
         } else {
-            printf("drift: %s %s differs from profile %s\n",
-                   w->mode == PROFILE_AWS_ROLE ? "role" : "user", w->name, c.profile->name);
+            printf("drift: %s %s differs from profile %s\n", principal_word(w), w->name,
+                   c.profile->name);
             print_entries(&res.entries, 1, stdout);
             if (o->fix) {
                 printf(after.entries.count ? "not repaired:\n" : "repaired\n");
@@ -519,32 +949,59 @@ int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_er
             }
         }
         break;
+    }
     case CG_CMD_ONBOARD:
-    case CG_CMD_OFFBOARD: {
-        int off = o->command == CG_CMD_OFFBOARD;
-        rc = run_mode(&c, off ? RC_MODE_OFFBOARD : RC_MODE_APPLY, &res, err);
-        /* A key that was created is handed over even when a later step failed. */
-        struct cg_err derr = {0};
-        int drc = deliver(&c, &res, &derr);
-        if (rc == 0 && drc < 0) {
-            *err = derr;
-            rc = drc;
+    case CG_CMD_ROTATE: {
+        rc = run_mode(&c, RC_MODE_APPLY, &res, err);
+        int delivered = 0;
+        if (rc < 0) {
+            /* a key created before the failure is still stored and handed over */
+            struct cg_err derr = {0};
+            if (res.access_key_id != NULL) {
+                deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, &derr);
+            } else if (c.report_on) {
+                hand_over(&c, "OnboardingReport", &res.entries, 0, err->msg, NULL, NULL, &derr);
+            }
+            print_result(&c, cg_command_name(o->command), &res, NULL);
+            goto out;
         }
-        if (json_out(o)) {
-            json_t *root = json_pack("{s:o}", "changes", entries_json(&res.entries, 0));
-            if (!off) {
-                json_object_set_new(root, "resources", entries_json(&res.resources, 0));
+        if (o->command == CG_CMD_ROTATE && res.access_key_id == NULL) {
+            rc = deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, err);
+            if (rc == 0) {
+                rc = rotate(&c, &extra, err);
             }
-            print_json(root);
         } else {
-            printf("%s: profile %s, AWS account %s, %s %s\n", off ? "offboard" : "onboard",
-                   c.profile->name, c.account, w->mode == PROFILE_AWS_ROLE ? "role" : "user",
-                   w->name);
-            print_entries(&res.entries, 0, stdout);
-            printf("%zu change%s\n", res.entries.count, res.entries.count == 1 ? "" : "s");
-            if (res.access_key_id != NULL && strcmp(o->credentials_out, "-") != 0) {
-                printf("access key %s written to %s\n", res.access_key_id, o->credentials_out);
+            rc = deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, err);
+        }
+        print_result(&c, cg_command_name(o->command), &res, &extra);
+        if (delivered && !json_out(o)) {
+            printf("access key %s handed over%s%s%s\n", c.stored.access_key_id,
+                   c.report_on ? " to the platform" : "",
+                   o->credentials_out && strcmp(o->credentials_out, "-") ? " and written to " : "",
+                   o->credentials_out && strcmp(o->credentials_out, "-") ? o->credentials_out : "");
+        }
+        if (rc < 0) {
+            goto out;
+        }
+        exit_code = CG_EXIT_OK;
+        break;
+    }
+    case CG_CMD_OFFBOARD: {
+        rc = run_mode(&c, RC_MODE_OFFBOARD, &res, err);
+        struct cg_err rerr = {0};
+        int hrc = 0;
+        if (rc == 0) {
+            hrc = credstore_delete(&c.store, &rerr);
+            if (hrc == 0 && c.report_on) {
+                hrc = hand_over(&c, "OffboardingReport", &res.entries, 0, NULL, NULL, NULL, &rerr);
             }
+        } else if (c.report_on) {
+            hand_over(&c, "OffboardingReport", &res.entries, 0, err->msg, NULL, NULL, &rerr);
+        }
+        print_result(&c, "offboard", &res, NULL);
+        if (rc == 0 && hrc < 0) {
+            *err = rerr;
+            rc = hrc;
         }
         if (rc < 0) {
             goto out;
@@ -562,6 +1019,7 @@ out:
     fflush(stdout);
     rc_aws_result_cleanup(&res);
     rc_aws_result_cleanup(&after);
+    rc_list_cleanup(&extra);
     teardown(&c);
     return exit_code;
 }

@@ -66,6 +66,22 @@ static const struct opt_def opts[] = {
      "role mode: the platform principal allowed to assume the role", NULL},
     {"aws-external-id", 0, OPT_STRING, OFF(aws_external_id), "ID",
      "role mode: sts:ExternalId the platform must present (default: the cluster id)", NULL},
+    {"report-url", 0, OPT_STRING, OFF(report_url), "URL",
+     "the platform's endpoint that receives reports (token: $CLOUDGRANT_REPORT_TOKEN)", NULL},
+    {"report-token-file", 0, OPT_STRING, OFF(report_token_file), "FILE",
+     "file holding the report bearer token", NULL},
+    {"report-ca", 0, OPT_STRING, OFF(report_ca), "FILE",
+     "CA bundle that signs the report endpoint's certificate", NULL},
+    {"allow-insecure-report", 0, OPT_BOOL, OFF(allow_insecure_report), NULL,
+     "allow a plain http:// report endpoint that is not on loopback", NULL},
+    {"seal-key", 0, OPT_STRING, OFF(seal_key), "PEM|FILE",
+     "platform's RSA public key: credentials are sent as JWE only it can open", NULL},
+    {"trust-principal-url", 0, OPT_STRING, OFF(trust_principal_url), "URL",
+     "role mode: GET the platform's principal ARN and external ID from here", NULL},
+    {"secret-name", 0, OPT_STRING, OFF(secret_name), "NAME",
+     "Kubernetes Secret that keeps the credential (default cloudgrant-<profile>)", NULL},
+    {"secret-namespace", 0, OPT_STRING, OFF(secret_namespace), "NS",
+     "its namespace (default: the agent's own)", NULL},
     {"credentials-out", 0, OPT_STRING, OFF(credentials_out), "FILE",
      "write a new credential to FILE (mode 0600; '-' = stdout); also its delivery record", NULL},
 };
@@ -243,6 +259,7 @@ void cg_options_usage(FILE *out)
                  "  plan            what onboard would change (no mutating call)\n"
                  "  onboard         converge the cloud identity and hand the credential over\n"
                  "  check           report drift (exit 3 when there is some); --fix repairs\n"
+                 "  rotate          new access key: store, hand over, then delete the old one\n"
                  "  offboard        delete what cloudgrant created, nothing else\n"
                  "  version         print the version\n"
                  "  help            print this help\n\n"

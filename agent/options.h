@@ -44,6 +44,14 @@ struct cg_options {
     const char *aws_trust_principal;
     const char *aws_external_id;
     const char *credentials_out; /* file for a new credential, or "-" for stdout */
+    const char *report_url;
+    const char *report_token_file;
+    const char *report_ca;
+    int allow_insecure_report;
+    const char *seal_key; /* PEM text or a file holding it */
+    const char *trust_principal_url;
+    const char *secret_name;
+    const char *secret_namespace;
 };
 
 /* Parses argv and the environment (through `getenv_fn`, injectable for tests).

@@ -124,6 +124,11 @@ const struct k8s_config *k8s_client_config(const struct k8s_client *c)
     return c->cfg;
 }
 
+struct cg_http *k8s_client_http(const struct k8s_client *c)
+{
+    return c->http;
+}
+
 void k8s_client_set_timeout(struct k8s_client *c, long ms)
 {
     c->timeout_ms = ms;

@@ -21,6 +21,8 @@ int k8s_client_new(struct k8s_client **out, struct cg_http *http, struct k8s_con
 /* Frees the client. Calls still in flight must have completed (run the loop first). */
 void k8s_client_free(struct k8s_client *c);
 const struct k8s_config *k8s_client_config(const struct k8s_client *c);
+/* The engine the client sends on (borrowed). */
+struct cg_http *k8s_client_http(const struct k8s_client *c);
 
 /* status: the HTTP status (0 when none arrived). body: the parsed JSON response, borrowed for
  * the callback (NULL when not JSON). err: NULL for a 2xx answer; otherwise a one-line message

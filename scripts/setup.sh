@@ -16,6 +16,10 @@ packages=(
     python3 python3-venv openssl curl ca-certificates
     # AWS references: botocore's signer and service models, awscli 2 as a second client
     awscli python3-botocore python3-regex
+    # the central endpoint emulator validates every report against docs/report.schema.json
+    python3-jsonschema
+    # an independent JOSE implementation opens the sealed credentials in the tests
+    python3-jwcrypto
 )
 # kubectl is the oracle for kubeconfig resolution and the second client of the Kubernetes
 # emulator. Debian ships it as kubernetes-client; keep a newer kubectl when one is present.

@@ -229,22 +229,60 @@ def test_policy_version_limit(e):
     expect(e.run("check", "--profile", "node-autoscaler"), 0, "no drift")
 
 
+def secret(e, name="cloudgrant-node-autoscaler"):
+    p = e.api.kubectl("get", "secret", name, "-n", "default", "-o", "json")
+    return json.loads(p.stdout) if p.returncode == 0 else None
+
+
 @with_env
-def test_undelivered_key_is_replaced_not_duplicated(e):
+def test_credential_kept_in_secret_and_never_duplicated(e):
     expect(e.run("onboard", "--profile", "node-autoscaler"), 0)
-    old = load(e.creds)["accessKeyId"]
-    os.unlink(e.creds)  # as if the agent crashed before handing the key over
+    first = load(e.creds)["accessKeyId"]
+    sec = secret(e)
+    assert sec is not None, "the key must be kept in a Secret"
+    ann = sec["metadata"]["annotations"]
+    assert ann["cloudgrant.io/delivered"] == "true", ann
+    assert ann["cloudgrant.io/access-key-id"] == first, ann
+
+    # a crash after the key was stored but before it was handed over: the next run hands the
+    # same key over again instead of making another
+    e.api.kubectl("annotate", "secret", "cloudgrant-node-autoscaler", "-n", "default",
+                  "--overwrite", "cloudgrant.io/delivered=false")
+    os.unlink(e.creds)
+    p = e.run("onboard", "--profile", "node-autoscaler")
+    expect(p, 0, "handed over")
+    assert p.writes == [], "re-delivery needs no cloud change: %s" % p.writes
+    assert load(e.creds)["accessKeyId"] == first
+    assert secret(e)["metadata"]["annotations"]["cloudgrant.io/delivered"] == "true"
+    assert_user_converged(e, first)
+
+    # a key in the cloud that is neither in the Secret nor delivered is replaced, not joined
+    e.api.kubectl("delete", "secret", "cloudgrant-node-autoscaler", "-n", "default")
     p = e.run("onboard", "--profile", "node-autoscaler")
     expect(p, 0)
     new = load(e.creds)["accessKeyId"]
-    assert new != old
+    assert new != first
     assert p.writes.count("CreateAccessKey") == 1 and p.writes.count("DeleteAccessKey") == 1
     assert_user_converged(e, new)
-    # and again with a second stray key present: still never more than one left
+    # and with a stray second key made by hand: still exactly one, the stored one
     e.aws("iam", "create-access-key", "--user-name", USER)
-    os.unlink(e.creds)
     expect(e.run("onboard", "--profile", "node-autoscaler"), 0)
-    assert_user_converged(e, load(e.creds)["accessKeyId"])
+    assert_user_converged(e, new)
+
+
+@with_env
+def test_rotate(e):
+    expect(e.run("onboard", "--profile", "node-autoscaler"), 0)
+    old = load(e.creds)["accessKeyId"]
+    p = e.run("rotate", "--profile", "node-autoscaler")
+    expect(p, 0)
+    assert p.writes == ["CreateAccessKey", "DeleteAccessKey"], p.writes
+    new = load(e.creds)["accessKeyId"]
+    assert new != old
+    assert_user_converged(e, new)
+    assert secret(e)["metadata"]["annotations"]["cloudgrant.io/access-key-id"] == new
+    expect(e.run("rotate", "--profile", "node-autoscaler", "--aws-mode", "role",
+                 "--aws-trust-principal", PLATFORM), 2, "nothing to rotate")
 
 
 @with_env
@@ -330,6 +368,7 @@ def test_offboard_removes_only_what_cloudgrant_made(e):
     p = e.run("check", "--profile", "node-autoscaler", "-o", "json")
     expect(p, 3)
     assert ("user", USER, "missing") in drift_of(p)
+    assert secret(e) is None, "offboard deletes the credential Secret too"
 
 
 @with_env
@@ -354,7 +393,7 @@ def test_refuses_what_it_does_not_own_and_bad_input(e):
     expect(p, 1, "not managed by cloudgrant")
     assert p.writes == []
     p = e.run("onboard", "--profile", "node-autoscaler", creds=False)
-    expect(p, 2, "--credentials-out")
+    expect(p, 2, "--report-url")
     p = e.run("plan", "--profile", "no-such-profile")
     expect(p, 2, "no-such-profile")
     p = e.run("plan", "--profile", "node-autoscaler", "--aws-mode", "role", creds=False)
