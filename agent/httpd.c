@@ -511,6 +511,8 @@ static void accept_one(struct cg_httpd *h)
         uv_close((uv_handle_t *)&c->timer, conn_closed);
         return;
     }
+    uv_unref((uv_handle_t *)&c->timer);
+    uv_unref((uv_handle_t *)&c->tcp);
     rc = uv_accept((uv_stream_t *)&h->listener, (uv_stream_t *)&c->tcp);
     if (rc == 0) {
         rc = uv_timer_start(&c->timer, on_timeout, (uint64_t)h->timeout_ms, 0);
@@ -625,6 +627,9 @@ int cg_httpd_start(struct cg_httpd **out, uv_loop_t *loop, const char *listen_ad
     if (rc == 0) {
         rc = uv_listen((uv_stream_t *)&h->listener, 128, on_connection);
     }
+    /* The server runs beside other work on the same loop (watch's checks): none of its handles
+     * may keep that work's uv_run from returning, so they are all unreferenced. */
+    uv_unref((uv_handle_t *)&h->listener);
     struct sockaddr_storage bound;
     int blen = (int)sizeof(bound);
     if (rc == 0) {
