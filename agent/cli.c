@@ -97,11 +97,12 @@ int cg_cli_main(int argc, char **argv)
     case CG_CMD_CHECK:
     case CG_CMD_ROTATE:
     case CG_CMD_OFFBOARD:
+    case CG_CMD_WATCH:
         break;
     default:
         fprintf(stderr,
                 "cloudgrant: error: command '%s' is not available in cloudgrant %s yet; this "
-                "version provides identity, plan, onboard, check, rotate and offboard\n",
+                "version provides identity, plan, onboard, check, watch, rotate and offboard\n",
                 cg_command_name(o.command), CG_VERSION);
         return CG_EXIT_USAGE;
     }
@@ -111,6 +112,11 @@ int cg_cli_main(int argc, char **argv)
     int code;
     if (o.command == CG_CMD_IDENTITY) {
         code = cmd_identity(&o);
+    } else if (o.command == CG_CMD_WATCH) {
+        code = cg_cmd_watch(&o, env, &err);
+        if (code != CG_EXIT_OK) {
+            fprintf(stderr, "cloudgrant: error: %s\n", err.msg);
+        }
     } else {
         code = cg_cmd_aws(&o, env, &err);
         if (code != CG_EXIT_OK && code != CG_EXIT_DRIFT) {

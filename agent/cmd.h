@@ -7,7 +7,23 @@
 #include "cli.h"
 #include "options.h"
 
-/* plan, onboard, check [--fix], offboard on AWS. getenv_fn NULL = the process environment. */
+/* What one run did, for watch's metrics. */
+struct cg_run_stats {
+    unsigned long reads;  /* cloud API reads */
+    unsigned long writes; /* cloud API writes */
+    size_t drift;         /* drift entries found */
+    size_t remaining;     /* drift left after --fix */
+};
+
+/* plan, onboard, check [--fix], rotate, offboard on AWS. getenv_fn NULL = the process
+ * environment. */
 int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err);
+/* The same on the caller's loop, filling stats (may be NULL). */
+struct uv_loop_s;
+int cg_cmd_aws_on(struct uv_loop_s *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                  struct cg_run_stats *stats, struct cg_err *err);
+
+/* watch: periodic checks in one process (cmd_watch.c). */
+int cg_cmd_watch(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err);
 
 #endif

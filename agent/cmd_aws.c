@@ -25,9 +25,11 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 struct aws_ctx {
     const struct cg_options *o;
+    uv_loop_t *loop; /* NULL: the session makes its own */
     cg_getenv_fn *getenv_fn;
     struct cg_session s;
     struct cg_identity id;
@@ -256,7 +258,7 @@ static int setup_handover(struct aws_ctx *c, struct cg_err *err)
 static int setup(struct aws_ctx *c, struct cg_err *err)
 {
     const struct cg_options *o = c->o;
-    int rc = cg_session_open(&c->s, o, c->getenv_fn, err);
+    int rc = cg_session_open_on(&c->s, c->loop, o, c->getenv_fn, err);
     if (rc < 0) {
         return cg_err_wrap(err, "cannot load the Kubernetes configuration");
     }
@@ -828,7 +830,13 @@ static void print_result(struct aws_ctx *c, const char *verb, const struct rc_aw
 
 int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err)
 {
-    struct aws_ctx c = {.o = o, .getenv_fn = getenv_fn ? getenv_fn : env_default};
+    return cg_cmd_aws_on(NULL, o, getenv_fn, NULL, err);
+}
+
+int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                  struct cg_run_stats *stats, struct cg_err *err)
+{
+    struct aws_ctx c = {.o = o, .loop = loop, .getenv_fn = getenv_fn ? getenv_fn : env_default};
     struct rc_aws_result res = {0};
     struct rc_aws_result after = {0};
     struct rc_list extra = {0};
@@ -1017,6 +1025,16 @@ int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_er
     }
 out:
     fflush(stdout);
+    if (stats != NULL) {
+        struct aws_query_stats qs = {0};
+        if (c.iam != NULL) {
+            aws_query_get_stats(c.iam, &qs);
+        }
+        stats->reads = qs.reads;
+        stats->writes = qs.writes;
+        stats->drift = o->command == CG_CMD_CHECK ? res.entries.count : 0;
+        stats->remaining = o->fix ? after.entries.count : stats->drift;
+    }
     rc_aws_result_cleanup(&res);
     rc_aws_result_cleanup(&after);
     rc_list_cleanup(&extra);

@@ -82,6 +82,10 @@ static const struct opt_def opts[] = {
      "Kubernetes Secret that keeps the credential (default cloudgrant-<profile>)", NULL},
     {"secret-namespace", 0, OPT_STRING, OFF(secret_namespace), "NS",
      "its namespace (default: the agent's own)", NULL},
+    {"interval", 0, OPT_STRING, OFF(interval), "DURATION",
+     "watch: time between checks, e.g. 1h, 15m, 30s (default 1h)", NULL},
+    {"listen", 0, OPT_STRING, OFF(listen), "ADDR:PORT",
+     "watch: serve /healthz and /metrics here, e.g. :9090", NULL},
     {"credentials-out", 0, OPT_STRING, OFF(credentials_out), "FILE",
      "write a new credential to FILE (mode 0600; '-' = stdout); also its delivery record", NULL},
 };
@@ -259,6 +263,7 @@ void cg_options_usage(FILE *out)
                  "  plan            what onboard would change (no mutating call)\n"
                  "  onboard         converge the cloud identity and hand the credential over\n"
                  "  check           report drift (exit 3 when there is some); --fix repairs\n"
+                 "  watch           check periodically (--interval), --fix optional, /metrics\n"
                  "  rotate          new access key: store, hand over, then delete the old one\n"
                  "  offboard        delete what cloudgrant created, nothing else\n"
                  "  version         print the version\n"

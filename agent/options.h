@@ -52,6 +52,8 @@ struct cg_options {
     const char *trust_principal_url;
     const char *secret_name;
     const char *secret_namespace;
+    const char *interval; /* watch: "1h", "15m", "30s" */
+    const char *listen;   /* watch: ADDR:PORT for /healthz and /metrics */
 };
 
 /* Parses argv and the environment (through `getenv_fn`, injectable for tests).

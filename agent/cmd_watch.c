@@ -1,0 +1,250 @@
+/* agent/cmd_watch.c: `watch`: drift checks on a timer in one long-running process, with
+ * /healthz and /metrics for the platform's monitoring.
+ *
+ * Everything runs on one libuv loop: the timer, the signal handlers, the HTTP server and
+ * every check's cloud and Kubernetes calls. Between checks the loop serves HTTP; during a
+ * check it serves HTTP too, because the check's requests run on the same loop. The long-lived
+ * handles are unreferenced, so a check's cg_http_run returns as soon as its own work is
+ * done. */
+#include "cg_buf.h"
+#include "cg_log.h"
+#include "cmd.h"
+#include "httpd.h"
+#include "metrics.h"
+
+#include <math.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+struct watch {
+    uv_loop_t loop;
+    uv_timer_t timer;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    struct cg_httpd *httpd;
+    struct cg_metrics *metrics;
+    int stop;
+    int due;
+    int last_ok;
+    int64_t last_success;
+};
+
+/* "1h", "15m", "30s", "1h30m", "90" (seconds): milliseconds, or -1. */
+static long long parse_duration(const char *s)
+{
+    long long total = 0;
+    int any = 0;
+    while (*s != '\0') {
+        char *end;
+        double v = strtod(s, &end);
+        if (end == s || v < 0 || !isfinite(v)) {
+            return -1;
+        }
+        long long unit = 1000;
+        if (*end == 'h') {
+            unit = 3600000;
+            end++;
+        } else if (*end == 'm' && end[1] == 's') {
+            unit = 1;
+            end += 2;
+        } else if (*end == 'm') {
+            unit = 60000;
+            end++;
+        } else if (*end == 's') {
+            end++;
+        } else if (*end != '\0') {
+            return -1;
+        }
+        total += (long long)(v * (double)unit);
+        any = 1;
+        s = end;
+    }
+    return any ? total : -1;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct watch *w = h->data;
+    CG_LOG(CG_LOG_INFO, "watch", "signal %d: stopping after the check in progress", signum);
+    w->stop = 1;
+    uv_stop(&w->loop);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct watch *w = t->data;
+    w->due = 1;
+    uv_stop(&w->loop);
+}
+
+static int healthz(const char *path, struct cg_buf *body, const char **content_type, void *data)
+{
+    struct watch *w = data;
+    (void)path;
+    *content_type = "text/plain; charset=utf-8";
+    /* healthy while the last check completed (drift is a finding, not a failure) */
+    cg_buf_append_str(body, w->last_ok ? "ok\n" : "last check failed\n");
+    return w->last_ok ? 200 : 503;
+}
+
+static void declare_metrics(struct cg_metrics *m)
+{
+    cg_metrics_counter(m, "cloudgrant_checks_total", "Drift checks run, by result.");
+    cg_metrics_counter(m, "cloudgrant_drift_found_total", "Drift entries found.");
+    cg_metrics_counter(m, "cloudgrant_repairs_total", "Drift entries repaired by --fix.");
+    cg_metrics_counter(m, "cloudgrant_api_calls_total", "Cloud API calls, by provider and kind.");
+    cg_metrics_counter(m, "cloudgrant_errors_total", "Failed checks, by provider and code.");
+    cg_metrics_gauge(m, "cloudgrant_drift", "Drift entries left after the last check.");
+    cg_metrics_gauge(m, "cloudgrant_last_success_timestamp_seconds",
+                     "When a check last completed.");
+}
+
+static const char *errc_label(int code)
+{
+    switch (code) {
+    case CG_EAUTH:
+        return "auth";
+    case CG_ETIMEDOUT:
+        return "timeout";
+    case CG_EHTTP:
+        return "transport";
+    case CG_ESTATUS:
+        return "status";
+    case CG_EINVAL:
+        return "invalid";
+    default:
+        return "other";
+    }
+}
+
+static void run_check(struct watch *w, const struct cg_options *o, cg_getenv_fn *getenv_fn)
+{
+    struct cg_options co = *o;
+    co.command = CG_CMD_CHECK;
+    struct cg_run_stats st = {0};
+    struct cg_err err = {0};
+    int code = cg_cmd_aws_on(&w->loop, &co, getenv_fn, &st, &err);
+    const char *result = code == CG_EXIT_OK ? "ok" : code == CG_EXIT_DRIFT ? "drift" : "error";
+    cg_metrics_add(w->metrics, "cloudgrant_checks_total", 1, "result", result, NULL);
+    cg_metrics_add(w->metrics, "cloudgrant_api_calls_total", (double)st.reads, "provider", "aws",
+                   "kind", "read", NULL);
+    cg_metrics_add(w->metrics, "cloudgrant_api_calls_total", (double)st.writes, "provider", "aws",
+                   "kind", "write", NULL);
+    if (code == CG_EXIT_OK || code == CG_EXIT_DRIFT) {
+        w->last_ok = 1;
+        w->last_success = (int64_t)time(NULL);
+        cg_metrics_add(w->metrics, "cloudgrant_drift_found_total", (double)st.drift, NULL);
+        if (o->fix && st.drift >= st.remaining) {
+            cg_metrics_add(w->metrics, "cloudgrant_repairs_total",
+                           (double)(st.drift - st.remaining), NULL);
+        }
+        cg_metrics_set(w->metrics, "cloudgrant_drift", (double)st.remaining, NULL);
+        cg_metrics_set(w->metrics, "cloudgrant_last_success_timestamp_seconds",
+                       (double)w->last_success, NULL);
+    } else {
+        w->last_ok = 0;
+        cg_metrics_add(w->metrics, "cloudgrant_errors_total", 1, "provider", "aws", "code",
+                       errc_label(err.code), NULL);
+        CG_LOG(CG_LOG_ERROR, "watch", "check failed: %s", err.msg);
+    }
+}
+
+/* The next wait: the interval with up to 10 % jitter either way, so a fleet of agents started
+ * together does not call the cloud APIs in lockstep. */
+static uint64_t next_delay(long long interval_ms)
+{
+    unsigned int r = 0;
+    RAND_bytes((unsigned char *)&r, sizeof(r));
+    double j = ((double)r / (double)UINT32_MAX) * 0.2 - 0.1;
+    long long d = interval_ms + (long long)((double)interval_ms * j);
+    return d > 0 ? (uint64_t)d : 1;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+int cg_cmd_watch(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err)
+{
+    long long interval = o->interval ? parse_duration(o->interval) : 3600000;
+    if (interval < 1000) {
+        cg_err_set(err, CG_EINVAL,
+                   "--interval '%s' is not a duration of at least 1s (e.g. 1h, "
+                   "15m, 30s)",
+                   o->interval ? o->interval : "");
+        return CG_EXIT_USAGE;
+    }
+    if (o->profile == NULL) {
+        cg_err_set(err, CG_EINVAL, "'watch' needs --profile NAME|PATH");
+        return CG_EXIT_USAGE;
+    }
+    struct watch w;
+    memset(&w, 0, sizeof(w));
+    w.last_ok = 1; /* healthy until a check says otherwise */
+    if (uv_loop_init(&w.loop) != 0) {
+        cg_err_set(err, CG_EIO, "cannot start the event loop");
+        return CG_EXIT_FAIL;
+    }
+    w.metrics = cg_metrics_new();
+    if (w.metrics == NULL) {
+        uv_loop_close(&w.loop);
+        cg_err_set(err, CG_ENOMEM, "out of memory");
+        return CG_EXIT_FAIL;
+    }
+    declare_metrics(w.metrics);
+    uv_timer_init(&w.loop, &w.timer);
+    w.timer.data = &w;
+    uv_signal_init(&w.loop, &w.sigterm);
+    uv_signal_init(&w.loop, &w.sigint);
+    w.sigterm.data = w.sigint.data = &w;
+    uv_signal_start(&w.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&w.sigint, on_signal, SIGINT);
+    /* Long-lived handles must not keep a check's cg_http_run from returning. */
+    uv_unref((uv_handle_t *)&w.sigterm);
+    uv_unref((uv_handle_t *)&w.sigint);
+    int code = CG_EXIT_OK;
+    if (o->listen != NULL) {
+        if (cg_httpd_start(&w.httpd, &w.loop, o->listen, err) < 0) {
+            code = CG_EXIT_USAGE;
+            goto out;
+        }
+        cg_httpd_route(w.httpd, "/healthz", healthz, &w);
+        cg_httpd_route(w.httpd, "/metrics", cg_metrics_http_handler, w.metrics);
+        CG_LOG(CG_LOG_INFO, "watch", "serving /healthz and /metrics on port %d",
+               cg_httpd_port(w.httpd));
+    }
+    while (!w.stop) {
+        run_check(&w, o, getenv_fn);
+        fflush(stdout);
+        if (w.stop) {
+            break;
+        }
+        /* Wait for the timer (or a signal), serving HTTP meanwhile: the timer is the one
+         * referenced handle, and its callback stops the loop. */
+        w.due = 0;
+        uv_timer_start(&w.timer, on_timer, next_delay(interval), 0);
+        while (!w.due && !w.stop) {
+            uv_run(&w.loop, UV_RUN_DEFAULT);
+        }
+        uv_timer_stop(&w.timer);
+    }
+    CG_LOG(CG_LOG_INFO, "watch", "stopped");
+out:
+    if (w.httpd != NULL) {
+        cg_httpd_close(w.httpd);
+    }
+    uv_close((uv_handle_t *)&w.timer, close_cb);
+    uv_close((uv_handle_t *)&w.sigterm, close_cb);
+    uv_close((uv_handle_t *)&w.sigint, close_cb);
+    uv_run(&w.loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&w.loop) != 0) {
+        CG_LOG(CG_LOG_DEBUG, "watch", "event loop closed with handles still open");
+    }
+    cg_metrics_free(w.metrics);
+    return code;
+}
