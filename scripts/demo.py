@@ -15,6 +15,29 @@ import harness  # noqa: E402
 CLOUDS = [("eks", "aws"), ("gke", "gcp"), ("aks", "azure"), ("outscale", None)]
 
 
+def show_report(central, priv):
+    """What the platform received: the report, and the credential only its key opens."""
+    import json
+    rep = central.reports()[-1]["body"]
+    cred = rep["credentials"]
+    print("\n# the central endpoint received a %s (%s) with %d resources;"
+          % (rep["kind"], rep["status"], len(rep["resources"])))
+    print("# credentials: a JWE of %d characters (RSA-OAEP-256 + A256GCM): %s..."
+          % (len(cred), cred[:40]))
+    try:
+        from jwcrypto import jwe, jwk
+    except ImportError:
+        print("# (install python3-jwcrypto to watch the platform open it)")
+        return
+    with open(priv, "rb") as f:
+        key = jwk.JWK.from_pem(f.read())
+    token = jwe.JWE()
+    token.deserialize(cred, key=key)
+    doc = json.loads(token.payload)
+    print("# opened with the platform's private key: %s %s for %s (secret not shown)"
+          % (doc["type"], doc["accessKeyId"], doc["userName"]))
+
+
 def aws_demo(binary):
     """plan / onboard / onboard again / check / drift / check --fix / offboard on AWS, with
     the node-autoscaler profile, against the EKS emulator and moto."""
@@ -22,11 +45,23 @@ def aws_demo(binary):
     import moto_harness
     import tempfile
     failures = 0
-    with harness.k8s_api("eks") as api, moto_harness.moto(validate=True) as moto:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUBE"))}
+    import central_harness
+    work = tempfile.mkdtemp(prefix="cg-demo-")
+    # the platform's key pair: cloudgrant gets only the public half
+    priv, pub = os.path.join(work, "platform.key"), os.path.join(work, "platform.pub")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                    "rsa_keygen_bits:2048", "-out", priv], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", priv, "-pubout", "-out", pub], check=True,
+                   capture_output=True)
+    token = "demo-report-token"
+    with harness.k8s_api("eks") as api, moto_harness.moto(validate=True) as moto, \
+            central_harness.central(token=token) as central:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AWS_", "KUBE", "CLOUDGRANT_"))}
         env.update(moto.env())
         env["CLOUDGRANT_PROFILES_DIR"] = os.path.join(ROOT, "profiles")
-        creds = os.path.join(tempfile.mkdtemp(prefix="cg-demo-"), "credentials.json")
+        env["CLOUDGRANT_REPORT_TOKEN"] = token
+        creds = os.path.join(work, "credentials.json")
         user = "cast-eks-" + api.fixture["expected"]["name"]
         print("\n### AWS: node-autoscaler profile on the EKS cluster, IAM and STS from moto %s"
               % moto.url)
@@ -41,9 +76,11 @@ def aws_demo(binary):
                 failures += 1
 
         prof = ["--profile", "node-autoscaler"]
-        out = ["--credentials-out", creds]
+        out = ["--report-url", central.report_url, "--seal-key", pub]
         step("what onboarding would do (no change is made)", ["plan"] + prof)
-        step("onboard", ["onboard"] + prof + out)
+        step("onboard: the key is kept in a Secret, then reported, sealed, to the platform",
+             ["onboard"] + prof + out)
+        show_report(central, priv)
         step("onboard again: nothing to change", ["onboard"] + prof + out)
         step("drift check", ["check"] + prof)
         print("\n# someone detaches IAMReadOnlyAccess by hand")
@@ -51,11 +88,11 @@ def aws_demo(binary):
                  "arn:aws:iam::aws:policy/IAMReadOnlyAccess")
         step("drift check finds it (exit code 3)", ["check"] + prof, want=3)
         step("and repairs it", ["check", "--fix"] + prof + out)
-        with open(creds) as f:
-            key = json.load(f)["accessKeyId"]
-        print("\n# the platform's credential (secret not shown): access key %s in %s"
-              % (key, creds))
-        step("offboard: delete what cloudgrant created", ["offboard"] + prof)
+        step("rotate: new key stored and handed over before the old one goes",
+             ["rotate"] + prof + out)
+        step("offboard: delete what cloudgrant created", ["offboard"] + prof + out)
+        print("\n# the central endpoint received %d reports, each validated against "
+              "docs/report.schema.json" % len(central.reports()))
         bad = moto.violations()
         if bad:
             print("requests botocore's model rejects: %s" % bad)

@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 [ "${CG_SKIP_SETUP:-}" = 1 ] || scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build cloudgrant >/dev/null
-exec python3 scripts/demo.py --bin build/agent/cloudgrant "$@"
+# Debian's interpreter has python3-jwcrypto, which plays the platform opening the credential
+PY=python3
+[ -x /usr/bin/python3 ] && PY=/usr/bin/python3
+exec "$PY" scripts/demo.py --bin build/agent/cloudgrant "$@"
