@@ -28,6 +28,7 @@ struct watch {
     struct cg_httpd *httpd;
     struct cg_metrics *metrics;
     int stop;
+    int waiting; /* between checks: the loop may be stopped */
     int due;
     int last_ok;
     int64_t last_success;
@@ -71,7 +72,11 @@ static void on_signal(uv_signal_t *h, int signum)
     struct watch *w = h->data;
     CG_LOG(CG_LOG_INFO, "watch", "signal %d: stopping after the check in progress", signum);
     w->stop = 1;
-    uv_stop(&w->loop);
+    /* Only the wait between checks is interrupted: stopping the loop in the middle of a check
+     * would return from its requests' uv_run with their callbacks still pending. */
+    if (w->waiting) {
+        uv_stop(&w->loop);
+    }
 }
 
 static void on_timer(uv_timer_t *t)
@@ -227,11 +232,13 @@ int cg_cmd_watch(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_
         /* Wait for the timer (or a signal), serving HTTP meanwhile: the timer is the one
          * referenced handle, and its callback stops the loop. */
         w.due = 0;
+        w.waiting = 1;
         uv_timer_start(&w.timer, on_timer, next_delay(interval), 0);
         while (!w.due && !w.stop) {
             uv_run(&w.loop, UV_RUN_DEFAULT);
         }
         uv_timer_stop(&w.timer);
+        w.waiting = 0;
     }
     CG_LOG(CG_LOG_INFO, "watch", "stopped");
 out:
