@@ -29,7 +29,7 @@ step "build and test under AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCG_WERROR=ON -DCG_ASAN=ON -DCG_UBSAN=ON \
     -DCMAKE_BUILD_TYPE=Debug >/dev/null
 ninja -C build-asan
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+(cd build-asan && CG_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j "$jobs") || status=1
 
 step "fuzz targets (libFuzzer, ${fuzz_seconds}s each)"

@@ -286,7 +286,11 @@ def test_watch_cycles_metrics_and_sigterm(e):
             r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[^}]*\})? [-+0-9.eEInfa]+$', line), line
     assert "cloudgrant_last_success_timestamp_seconds" in text
     rss_late = rss()
-    assert rss_late - rss_early < 2048, "RSS grew from %d to %d kB" % (rss_early, rss_late)
+    if os.environ.get("CG_SANITIZED"):
+        # ASan's quarantine and shadow memory grow by design; its leak check covers this build
+        print("     RSS %d -> %d kB (not judged under sanitizers)" % (rss_early, rss_late))
+    else:
+        assert rss_late - rss_early < 2048, "RSS grew from %d to %d kB" % (rss_early, rss_late)
     t0 = time.time()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
