@@ -94,17 +94,7 @@ struct filter {
 /* A piece of a template quoted in a message. */
 static const char *shown_n(char *dst, size_t cap, const char *s, size_t len)
 {
-    size_t keep = len < cap - 4 ? len : cap - 4;
-    for (size_t i = 0; i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (keep < len) {
-        memcpy(dst + keep, "...", 3);
-        keep += 3;
-    }
-    dst[keep] = '\0';
-    return dst;
+    return cg_printable_n(dst, cap, s, len);
 }
 
 static void trim(const char **s, size_t *len)

@@ -207,72 +207,6 @@ static void call_free(struct call *k)
     }
 }
 
-static const char *reason_phrase(long status)
-{
-    switch (status) {
-    case 300:
-        return "Multiple Choices";
-    case 301:
-        return "Moved Permanently";
-    case 302:
-        return "Found";
-    case 303:
-        return "See Other";
-    case 304:
-        return "Not Modified";
-    case 307:
-        return "Temporary Redirect";
-    case 308:
-        return "Permanent Redirect";
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 402:
-        return "Payment Required";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 406:
-        return "Not Acceptable";
-    case 408:
-        return "Request Timeout";
-    case 409:
-        return "Conflict";
-    case 410:
-        return "Gone";
-    case 411:
-        return "Length Required";
-    case 412:
-        return "Precondition Failed";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 422:
-        return "Unprocessable Content";
-    case 428:
-        return "Precondition Required";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 501:
-        return "Not Implemented";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return NULL;
-    }
-}
-
 /* The server's own words from a JSON error body: "message", or "error" as a string or as an
  * object with a "message" (OAuth- and Google-style bodies). Copied into out as one line. */
 static void server_message(const char *body, size_t len, const char *token, char *out,
@@ -335,7 +269,7 @@ static void status_error(struct cg_err *e, const struct call *k, const struct cg
     const char *body = cg_http_req_body(req, &len);
     char msg[SERVER_MSG_MAX + 1];
     server_message(body, len, k->token, msg, sizeof(msg));
-    const char *phrase = reason_phrase(status);
+    const char *phrase = cg_http_reason(status);
     int code = status == 401 || status == 403 ? CG_EAUTH : CG_ESTATUS;
     char line[64];
     snprintf(line, sizeof(line), "%ld%s%s", status, phrase ? " " : "", phrase ? phrase : "");

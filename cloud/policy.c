@@ -11,6 +11,8 @@
  * lists), so its depth is fixed whatever the input; anything else is refused by name. */
 #include "policy.h"
 
+#include "cg_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,17 +55,7 @@ static const char *type_name(const json_t *v)
 /* A value from the document quoted in a message: one line, bounded. */
 static const char *shown(char *dst, size_t cap, const char *s, size_t len)
 {
-    size_t keep = len < cap - 4 ? len : cap - 4;
-    for (size_t i = 0; i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (keep < len) {
-        memcpy(dst + keep, "...", 3);
-        keep += 3;
-    }
-    dst[keep] = '\0';
-    return dst;
+    return cg_printable_n(dst, cap, s, len);
 }
 
 static int is_one_of(const char *key, const char *const *list)

@@ -154,32 +154,6 @@ static void fail(struct call *call, const struct cg_err *cause)
     finish(call, cause->http_status, NULL, &e);
 }
 
-static const char *reason_phrase(long status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 409:
-        return "Conflict";
-    case 422:
-        return "Unprocessable Entity";
-    case 429:
-        return "Too Many Requests";
-    case 500:
-        return "Internal Server Error";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return "Error";
-    }
-}
-
 static void dispatch(struct call *call);
 
 static void on_response(struct cg_http_req *req, const struct cg_err *err, void *data)
@@ -222,10 +196,11 @@ static void on_response(struct cg_http_req *req, const struct cg_err *err, void 
     /* A Kubernetes Status object says what went wrong; other bodies are not shown because
      * a proxy in between may echo request data. */
     const char *message = json_string_value(json_object_get(body, "message"));
+    const char *reason = cg_http_reason(status) ? cg_http_reason(status) : "Error";
     if (message != NULL) {
-        snprintf(e.msg, sizeof(e.msg), "%ld %s: %s", status, reason_phrase(status), message);
+        snprintf(e.msg, sizeof(e.msg), "%ld %s: %s", status, reason, message);
     } else {
-        snprintf(e.msg, sizeof(e.msg), "%ld %s", status, reason_phrase(status));
+        snprintf(e.msg, sizeof(e.msg), "%ld %s", status, reason);
     }
     if (status == 401) {
         size_t n = strlen(e.msg);

@@ -278,3 +278,21 @@ int cg_url_check_transport(const char *url, int allow_insecure, const char *what
                       "--allow-insecure-http if you accept that",
                       what, url);
 }
+
+const char *cg_printable_n(char *dst, size_t cap, const char *s, size_t len)
+{
+    if (cap == 0) {
+        return dst;
+    }
+    size_t keep = len < cap ? len : (cap > 4 ? cap - 4 : cap - 1);
+    for (size_t i = 0; i < keep; i++) {
+        unsigned char c = (unsigned char)s[i];
+        dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    if (keep < len && cap > 4) {
+        memcpy(dst + keep, "...", 3);
+        keep += 3;
+    }
+    dst[keep] = '\0';
+    return dst;
+}

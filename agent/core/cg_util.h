@@ -24,6 +24,10 @@ char *cg_dirname(const char *path);
 /* Joins dir and a relative path; returns a copy of path when it is absolute. */
 char *cg_path_join(const char *dir, const char *path);
 
+/* Copies len bytes of s into dst (cap bytes) for quoting in a one-line message: control
+ * characters become '?', and a value longer than fits ends in "...". Returns dst. */
+const char *cg_printable_n(char *dst, size_t cap, const char *s, size_t len);
+
 /* Trims ASCII whitespace at both ends, in place; returns s. */
 char *cg_trim(char *s);
 

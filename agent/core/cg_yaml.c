@@ -1,4 +1,5 @@
 #include "cg_yaml.h"
+#include "cg_util.h"
 #include "cg_buf.h"
 
 #include <stdarg.h>
@@ -415,21 +416,7 @@ int cg_yaml_get_bool(struct cg_yaml *y, const yaml_node_t *map, const char *key,
 
 char *cg_yaml_printable(char *dst, size_t cap, const char *s)
 {
-    if (cap == 0) {
-        return dst;
-    }
-    size_t n = strlen(s);
-    size_t keep = n < cap ? n : (cap > 4 ? cap - 4 : cap - 1);
-    for (size_t i = 0; i < keep; i++) {
-        unsigned char c = (unsigned char)s[i];
-        dst[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    if (keep < n && cap > 4) {
-        memcpy(dst + keep, "...", 3);
-        keep += 3;
-    }
-    dst[keep] = '\0';
-    return dst;
+    return (char *)cg_printable_n(dst, cap, s, strlen(s));
 }
 
 int cg_yaml_check_keys(struct cg_yaml *y, const yaml_node_t *map, const char *const *allowed,

@@ -119,6 +119,10 @@ int cg_http_after(struct cg_http *h, long ms, cg_http_timer_cb *cb, void *data);
  * wait; never called from inside a callback. */
 int cg_http_run(struct cg_http *h);
 
+/* The standard reason phrase of an HTTP status ("Not Found"), for messages; NULL for a
+ * status without one. */
+const char *cg_http_reason(long status);
+
 /* Parses a Retry-After value (delta seconds or HTTP-date) into milliseconds from now;
  * -1 when absent or unparsable. Exposed for tests. */
 long cg_http_parse_retry_after(const char *value, long long now_epoch_s);
