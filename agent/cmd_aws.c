@@ -703,7 +703,10 @@ static int deliver_after(struct aws_ctx *c, const char *kind, const struct rc_li
         }
         return rc;
     }
-    if (key_id != NULL) {
+    /* Delivered means a channel took it: the platform's endpoint or the credentials file. A
+     * plain `check` has neither and leaves a stored key owed, for the next run to hand over. */
+    int channel = c->report_on || c->o->credentials_out != NULL;
+    if (key_id != NULL && channel) {
         rc = credstore_mark_delivered(&c->store, err);
         if (rc == 0) {
             c->stored.delivered = 1;

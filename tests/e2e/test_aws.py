@@ -249,6 +249,9 @@ def test_credential_kept_in_secret_and_never_duplicated(e):
     e.api.kubectl("annotate", "secret", "cloudgrant-node-autoscaler", "-n", "default",
                   "--overwrite", "cloudgrant.io/delivered=false")
     os.unlink(e.creds)
+    # a check has nowhere to hand the key to: it stays owed
+    expect(e.run("check", "--profile", "node-autoscaler", creds=False), 0)
+    assert secret(e)["metadata"]["annotations"]["cloudgrant.io/delivered"] == "false"
     p = e.run("onboard", "--profile", "node-autoscaler")
     expect(p, 0, "handed over")
     assert p.writes == [], "re-delivery needs no cloud change: %s" % p.writes
