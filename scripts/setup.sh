@@ -14,6 +14,7 @@ packages=(
     libcurl4-openssl-dev libssl-dev libyaml-dev libuv1-dev libjansson-dev libxml2-dev
     libcmocka-dev clang-14 libclang-rt-14-dev
     python3 python3-venv openssl curl ca-certificates
+    unzip
     # AWS references: botocore's signer and service models, awscli 2 as a second client
     awscli python3-botocore python3-regex
     # the central endpoint emulator validates every report against docs/report.schema.json
@@ -24,6 +25,9 @@ packages=(
 # kubectl is the oracle for kubeconfig resolution and the second client of the Kubernetes
 # emulator. Debian ships it as kubernetes-client; keep a newer kubectl when one is present.
 command -v kubectl >/dev/null || packages+=(kubernetes-client)
+# The Helm chart tests get helm and the Kubernetes schemas from the npm registry. Keep a
+# Node.js that is already there (a distribution other than Debian's may bundle npm).
+command -v npm >/dev/null || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
