@@ -672,6 +672,15 @@ static int call(struct op *op, const char *action, struct params *ps, struct cg_
 
 static int start_op(struct rc_node *n, void *arg, struct cg_err *err);
 
+/* One version of op's policy; the answer comes back to on_write. */
+static int delete_version(struct op *op, const char *version, struct cg_err *err)
+{
+    struct params ps = {0};
+    param(&ps, "PolicyArn", op->arg);
+    param(&ps, "VersionId", version);
+    return call(op, "DeletePolicyVersion", &ps, err);
+}
+
 static void confirm_tick(void *data, int canceled)
 {
     struct op *op = data;
@@ -798,10 +807,7 @@ static void on_write(json_t *result, const struct aws_error *aerr, const struct 
                     }
                 }
                 if (oldest != NULL) {
-                    struct params ps = {0};
-                    param(&ps, "PolicyArn", op->arg);
-                    param(&ps, "VersionId", oldest);
-                    if (call(op, "DeletePolicyVersion", &ps, &e) < 0) {
+                    if (delete_version(op, oldest, &e) < 0) {
                         err = &e;
                         break;
                     }
@@ -862,10 +868,7 @@ static void on_write(json_t *result, const struct aws_error *aerr, const struct 
                 const char *def = json_string_value(json_object_get(v, "IsDefaultVersion"));
                 const char *id = json_string_value(json_object_get(v, "VersionId"));
                 if (id != NULL && (def == NULL || strcmp(def, "true") != 0)) {
-                    struct params ps = {0};
-                    param(&ps, "PolicyArn", op->arg);
-                    param(&ps, "VersionId", id);
-                    if (call(op, "DeletePolicyVersion", &ps, &e) < 0) {
+                    if (delete_version(op, id, &e) < 0) {
                         err = &e;
                         break;
                     }
