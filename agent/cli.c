@@ -29,14 +29,43 @@ static int fail(const struct cg_err *err)
     return exit_code_for(err->code);
 }
 
-static int cmd_identity(const struct cg_options *o)
+/* Kubernetes shows a container's termination message (at most 4096 bytes) in `kubectl
+ * describe` and the Job's status: one line that says what happened, success or failure.
+ * Failing to write it is logged, never fatal: the command's own result stands. */
+static void write_termination_log(const char *path, const char *command, int code, const char *what)
+{
+    if (path == NULL || path[0] == '\0') {
+        return;
+    }
+    char line[4096];
+    int n;
+    if (code == CG_EXIT_OK || code == CG_EXIT_DRIFT) {
+        n = snprintf(line, sizeof(line), "%s\n", what && what[0] ? what : command);
+    } else {
+        n = snprintf(line, sizeof(line), "%s failed (exit %d): %s\n", command, code,
+                     what && what[0] ? what : "see the container log");
+    }
+    if (n < 0) {
+        return;
+    }
+    size_t len = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fwrite(line, 1, len, f) != len) {
+        CG_LOG(CG_LOG_WARN, "cli", "cannot write the termination message to '%s'", path);
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+}
+
+static int cmd_identity(const struct cg_options *o, char *summary, size_t summary_len,
+                        struct cg_err *err)
 {
     struct cg_session s;
-    struct cg_err err = {0};
-    int rc = cg_session_open(&s, o, env, &err);
+    int rc = cg_session_open(&s, o, env, err);
     if (rc < 0) {
-        cg_err_wrap(&err, "cannot load the Kubernetes configuration");
-        return fail(&err);
+        cg_err_wrap(err, "cannot load the Kubernetes configuration");
+        return fail(err);
     }
     struct cg_identity_opts io = {
         .provider = o->provider,
@@ -47,26 +76,30 @@ static int cmd_identity(const struct cg_options *o)
         .getenv = env,
     };
     struct cg_identity id;
-    rc = cg_identity_resolve(s.http, s.k8s, &io, &id, &err);
+    rc = cg_identity_resolve(s.http, s.k8s, &io, &id, err);
     cg_session_close(&s);
     if (rc < 0) {
-        cg_err_wrap(&err, "cannot read the cluster identity");
+        cg_err_wrap(err, "cannot read the cluster identity");
         /* the configuration was valid; talking to the cluster failed */
-        fail(&err);
+        fail(err);
         return CG_EXIT_FAIL;
     }
     if (o->output != NULL && strcmp(o->output, "json") == 0) {
         char *text = cg_identity_json(&id);
         if (text == NULL) {
             cg_identity_cleanup(&id);
-            fprintf(stderr, "cloudgrant: error: out of memory\n");
-            return CG_EXIT_FAIL;
+            cg_err_set(err, CG_ENOMEM, "out of memory");
+            return fail(err);
         }
         printf("%s\n", text);
         free(text);
     } else {
         cg_identity_print_text(&id, stdout);
     }
+    const struct k8s_identity *k = &id.k8s;
+    snprintf(summary, summary_len, "identity: provider %s, cluster %s, region %s, account %s",
+             k->provider ? k->provider : "unknown", k->name ? k->name : "(unknown)",
+             k->region ? k->region : "(unknown)", k->account ? k->account : "(unknown)");
     cg_identity_cleanup(&id);
     return fflush(stdout) == 0 ? CG_EXIT_OK : CG_EXIT_FAIL;
 }
@@ -110,19 +143,22 @@ int cg_cli_main(int argc, char **argv)
         return fail(&err);
     }
     int code;
+    struct cg_run_stats stats = {0};
     if (o.command == CG_CMD_IDENTITY) {
-        code = cmd_identity(&o);
+        code = cmd_identity(&o, stats.summary, sizeof(stats.summary), &err);
     } else if (o.command == CG_CMD_WATCH) {
         code = cg_cmd_watch(&o, env, &err);
         if (code != CG_EXIT_OK) {
             fprintf(stderr, "cloudgrant: error: %s\n", err.msg);
         }
     } else {
-        code = cg_cmd_aws(&o, env, &err);
+        code = cg_cmd_aws_on(NULL, &o, env, &stats, &err);
         if (code != CG_EXIT_OK && code != CG_EXIT_DRIFT) {
             fprintf(stderr, "cloudgrant: error: %s\n", err.msg);
         }
     }
+    write_termination_log(o.termination_log, cg_command_name(o.command), code,
+                          code == CG_EXIT_OK || code == CG_EXIT_DRIFT ? stats.summary : err.msg);
     cg_http_global_cleanup();
     return code;
 }

@@ -13,6 +13,8 @@ struct cg_run_stats {
     unsigned long writes; /* cloud API writes */
     size_t drift;         /* drift entries found */
     size_t remaining;     /* drift left after --fix */
+    char summary[320];    /* one line saying what the run did (the Kubernetes termination
+                             message); "" when it failed before doing anything */
 };
 
 /* plan, onboard, check [--fix], rotate, offboard on AWS. getenv_fn NULL = the process

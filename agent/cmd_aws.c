@@ -16,6 +16,7 @@
 #include "session.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -831,6 +832,19 @@ static void print_result(struct aws_ctx *c, const char *verb, const struct rc_aw
     printf("%zu change%s\n", n, n == 1 ? "" : "s");
 }
 
+/* The run's one-line outcome, kept in stats for the termination message. */
+__attribute__((format(printf, 2, 3))) static void summarize(struct cg_run_stats *stats,
+                                                            const char *fmt, ...)
+{
+    if (stats == NULL) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(stats->summary, sizeof(stats->summary), fmt, ap);
+    va_end(ap);
+}
+
 int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err)
 {
     return cg_cmd_aws_on(NULL, o, getenv_fn, NULL, err);
@@ -909,6 +923,9 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
             print_entries(&res.entries, 0, stdout);
             printf("%zu change%s\n", res.entries.count, res.entries.count == 1 ? "" : "s");
         }
+        summarize(stats, "plan: %zu change%s to %s %s in AWS account %s (profile %s)",
+                  res.entries.count, res.entries.count == 1 ? "" : "s", principal_word(w), w->name,
+                  c.account, c.profile->name);
         exit_code = CG_EXIT_OK;
         break;
     case CG_CMD_CHECK: {
@@ -940,6 +957,18 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
         if (rc < 0) {
             exit_code = CG_EXIT_FAIL;
             goto out;
+        }
+        if (res.entries.count == 0) {
+            summarize(stats, "check: no drift; %s %s in AWS account %s matches profile %s",
+                      principal_word(w), w->name, c.account, c.profile->name);
+        } else {
+            summarize(stats, "check: %zu drift entr%s on %s %s in AWS account %s%s%s",
+                      res.entries.count, res.entries.count == 1 ? "y" : "ies", principal_word(w),
+                      w->name, c.account,
+                      !o->fix               ? " (run check --fix to repair)"
+                      : after.entries.count ? ", not all repaired"
+                                            : ", repaired",
+                      delivered ? "; the credential owed to the platform was delivered" : "");
         }
         if (json_out(o)) {
             json_t *root = json_pack("{s:o}", "drift", entries_json(&res.entries, 1));
@@ -994,6 +1023,11 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
         if (rc < 0) {
             goto out;
         }
+        summarize(stats, "%s: %s %s in AWS account %s converged to profile %s, %zu change%s%s%s%s",
+                  cg_command_name(o->command), principal_word(w), w->name, c.account,
+                  c.profile->name, res.entries.count + extra.count,
+                  res.entries.count + extra.count == 1 ? "" : "s", delivered ? "; access key " : "",
+                  delivered ? c.stored.access_key_id : "", delivered ? " handed over" : "");
         exit_code = CG_EXIT_OK;
         break;
     }
@@ -1017,6 +1051,8 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
         if (rc < 0) {
             goto out;
         }
+        summarize(stats, "offboard: %zu resource%s of profile %s removed from AWS account %s",
+                  res.entries.count, res.entries.count == 1 ? "" : "s", c.profile->name, c.account);
         exit_code = CG_EXIT_OK;
         break;
     }

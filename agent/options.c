@@ -35,6 +35,7 @@ static const char *const text_json[] = {"text", "json", NULL};
 static const char *const providers[] = {"aws", "gcp", "azure", "outscale", NULL};
 static const char *const levels[] = {"error", "warn", "info", "debug", "trace", NULL};
 static const char *const aws_modes[] = {"user", "role", NULL};
+static const char *const gcp_credentials[] = {"key", "keyless", NULL};
 
 #define OFF(f) offsetof(struct cg_options, f)
 static const struct opt_def opts[] = {
@@ -88,6 +89,14 @@ static const struct opt_def opts[] = {
      "watch: serve /healthz and /metrics here, e.g. :9090", NULL},
     {"credentials-out", 0, OPT_STRING, OFF(credentials_out), "FILE",
      "write a new credential to FILE (mode 0600; '-' = stdout); also its delivery record", NULL},
+    {"gcp-credential", 0, OPT_STRING, OFF(gcp_credential), "KIND",
+     "GCP: key (a service-account key handed over) or keyless (impersonation, no key)",
+     gcp_credentials},
+    {"gcp-impersonator", 0, OPT_STRING, OFF(gcp_impersonator), "MEMBER",
+     "GCP keyless: the platform's IAM member, e.g. serviceAccount:sa@p.iam.gserviceaccount.com",
+     NULL},
+    {"termination-log", 0, OPT_STRING, OFF(termination_log), "FILE",
+     "write a one-line outcome here when done (in a pod: /dev/termination-log)", NULL},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
