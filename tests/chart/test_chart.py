@@ -269,6 +269,24 @@ def test_job_and_cronjob():
     assert (job["backoffLimit"], job["activeDeadlineSeconds"],
             job["ttlSecondsAfterFinished"]) == (7, 60, 5)
     assert not objs(None, "Job", "onboard.enabled=false")
+    # Every container writes its outcome where Kubernetes reads the termination message.
+    for v in variants():
+        for o, spec, _ in pod_specs(objs(v)):
+            for c in spec["containers"]:
+                assert c["terminationMessagePath"] == "/dev/termination-log", (v, o["kind"])
+                assert env_of(c)["CLOUDGRANT_TERMINATION_LOG"]["value"] == \
+                    c["terminationMessagePath"], (v, o["kind"])
+
+
+def test_gcp_options_reach_the_agent():
+    c = objs(ci("gcp-wi-values.yaml"), "Job", "gcp.credential=keyless",
+             "gcp.impersonator=serviceAccount:platform@example.iam.gserviceaccount.com")[0][
+        "spec"]["template"]["spec"]["containers"][0]
+    env = env_of(c)
+    assert env["CLOUDGRANT_GCP_CREDENTIAL"]["value"] == "keyless", env
+    assert env["CLOUDGRANT_GCP_IMPERSONATOR"]["value"].startswith("serviceAccount:platform@")
+    p = helm("template", RELEASE, CHART, "--set", "gcp.credential=keys", check=False)
+    assert p.returncode != 0 and "credential" in p.stderr, p.stderr
 
 
 def test_report_token_and_seal_key():

@@ -122,6 +122,8 @@ checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha25
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+- name: CLOUDGRANT_TERMINATION_LOG
+  value: /dev/termination-log
 - name: CLOUDGRANT_LOG_FORMAT
   value: {{ $v.log.format | quote }}
 - name: CLOUDGRANT_LOG_LEVEL
@@ -142,6 +144,14 @@ checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha25
 {{- end }}
 {{- with $v.aws.region }}
 - name: AWS_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.gcp.credential }}
+- name: CLOUDGRANT_GCP_CREDENTIAL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.gcp.impersonator }}
+- name: CLOUDGRANT_GCP_IMPERSONATOR
   value: {{ . | quote }}
 {{- end }}
 {{- with $v.cluster.provider }}
@@ -281,6 +291,9 @@ volumes:
     {{- toYaml $.Values.securityContext | nindent 4 }}
   resources:
     {{- toYaml $.Values.resources | nindent 4 }}
+  # The agent writes its one-line outcome here (CLOUDGRANT_TERMINATION_LOG); the log's tail
+  # stands in only if it died before it could.
+  terminationMessagePath: /dev/termination-log
   terminationMessagePolicy: FallbackToLogsOnError
   volumeMounts:
     {{- include "cloudgrant.volumeMounts" $ | nindent 4 }}
