@@ -7,7 +7,9 @@
 #include "cg_http.h"
 #include "cg_log.h"
 #include "cg_util.h"
+#include "cmd_out.h"
 #include "credstore.h"
+#include "handover.h"
 #include "identity.h"
 #include "profile.h"
 #include "rc_aws.h"
@@ -41,14 +43,7 @@ struct aws_ctx {
     char *account;
     char *partition;
     char *caller_arn;
-    /* hand-over */
-    struct credstore store;
-    int store_ready;
-    struct credstore_entry stored; /* what the Secret holds */
-    int stored_found;
-    struct report_config report;
-    int report_on;
-    struct cg_seal_key *seal;
+    struct handover ho;
     int64_t started_at;
     char *trust_principal; /* from --trust-principal-url */
     char *trust_external_id;
@@ -91,60 +86,6 @@ static void iam_endpoint(cg_getenv_fn *env, const char *partition, char *url, si
         *region = "us-east-1";
         snprintf(url, len, "%s", over ? over : "https://iam.amazonaws.com");
     }
-}
-
-/* ---- hand-over ---- */
-
-static int write_credentials(struct aws_ctx *c, const char *key_id, const char *secret,
-                             struct cg_err *err)
-{
-    const char *path = c->o->credentials_out;
-    char created[32];
-    cg_format_rfc3339((int64_t)time(NULL), created, sizeof(created));
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "provider", "aws", "userName",
-                            c->profile->aws.name, "accountId", c->account, "accessKeyId", key_id,
-                            "secretAccessKey", secret, "createdAt", created);
-    char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
-    if (doc != NULL) {
-        json_t *s = json_object_get(doc, "secretAccessKey");
-        cg_wipe((void *)json_string_value(s), json_string_length(s));
-        json_decref(doc);
-    }
-    if (text == NULL) {
-        return cg_err_set(err, CG_ENOMEM, "out of memory");
-    }
-    int rc = 0;
-    if (strcmp(path, "-") == 0) {
-        if (printf("%s\n", text) < 0 || fflush(stdout) != 0) {
-            rc = cg_err_set(err, CG_EIO, "cannot write the credential to stdout");
-        }
-        cg_secret_free(text);
-        return rc;
-    }
-    /* Write beside the target and rename, so a reader never sees half a file and a crash
-     * leaves the old record intact. 0600 from creation: no moment where others can read. */
-    struct cg_buf tmp;
-    cg_buf_init(&tmp, 0);
-    cg_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
-    int fd =
-        tmp.data ? open(tmp.data, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600) : -1;
-    size_t len = strlen(text);
-    if (fd < 0) {
-        rc = cg_err_set(err, CG_EIO, "cannot write credentials file '%s': %s", path,
-                        strerror(errno));
-    } else {
-        ssize_t n = write(fd, text, len);
-        int ok = n == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
-        ok = close(fd) == 0 && ok;
-        if (!ok || rename(tmp.data, path) != 0) {
-            rc = cg_err_set(err, CG_EIO, "cannot write credentials file '%s': %s", path,
-                            strerror(errno));
-            unlink(tmp.data);
-        }
-    }
-    cg_buf_cleanup(&tmp);
-    cg_secret_free(text);
-    return rc;
 }
 
 /* ---- setup ---- */
@@ -194,40 +135,12 @@ static void on_trust(const char *principal_arn, const char *external_id, const s
 static int setup_handover(struct aws_ctx *c, struct cg_err *err)
 {
     const struct cg_options *o = c->o;
-    int rc;
-    if (o->report_url != NULL) {
-        rc = report_config_init(&c->report, o->report_url, c->getenv_fn("CLOUDGRANT_REPORT_TOKEN"),
-                                o->report_token_file, o->report_ca, o->allow_insecure_report, err);
-        if (rc < 0) {
-            return rc;
-        }
-        c->report_on = 1;
-    }
-    if (o->seal_key != NULL) {
-        /* the value is the PEM itself (as a chart passes it) or a file that holds it */
-        char *pem = NULL;
-        size_t len = 0;
-        if (strncmp(o->seal_key, "-----BEGIN", 10) == 0) {
-            pem = strdup(o->seal_key);
-            len = pem ? strlen(pem) : 0;
-            rc = pem ? 0 : cg_err_set(err, CG_ENOMEM, "out of memory");
-        } else {
-            rc = cg_file_read(o->seal_key, 64 * 1024, &pem, &len, err);
-            if (rc < 0) {
-                cg_err_wrap(err, "--seal-key");
-                rc = CG_EINVAL;
-            }
-        }
-        if (rc == 0) {
-            rc = cg_seal_key_load(&c->seal, pem, len, "--seal-key", err);
-        }
-        free(pem);
-        if (rc < 0) {
-            return rc;
-        }
+    int rc = handover_open(&c->ho, o, c->getenv_fn, c->s.http, &c->id, c->started_at, err);
+    if (rc < 0) {
+        return rc;
     }
     if (o->trust_principal_url != NULL && o->aws_trust_principal == NULL) {
-        if (!c->report_on) {
+        if (!c->ho.report_on) {
             return cg_err_set(err, CG_EINVAL,
                               "--trust-principal-url needs --report-url and its token (the same "
                               "bearer token is sent)");
@@ -237,7 +150,7 @@ static int setup_handover(struct aws_ctx *c, struct cg_err *err)
                                     o->allow_insecure_report || o->allow_insecure_http,
                                     "trust principal URL", err);
         if (rc == 0) {
-            rc = report_fetch_trust(c->s.http, &c->report, o->trust_principal_url, on_trust, &t,
+            rc = report_fetch_trust(c->s.http, &c->ho.report, o->trust_principal_url, on_trust, &t,
                                     err);
         }
         if (rc < 0) {
@@ -359,12 +272,7 @@ static int setup(struct aws_ctx *c, struct cg_err *err)
         .aws_trust_principal = o->aws_trust_principal ? o->aws_trust_principal : c->trust_principal,
         .aws_external_id = o->aws_external_id ? o->aws_external_id : c->trust_external_id,
     };
-    const char *dir = o->profiles_dir;
-    struct stat st;
-    if (dir == NULL) {
-        dir = stat(CG_PROFILES_DIR, &st) == 0 ? CG_PROFILES_DIR : CG_SOURCE_PROFILES_DIR;
-    }
-    rc = profile_load(&c->profile, o->profile, dir, &vars, &ov, err);
+    rc = profile_load(&c->profile, o->profile, cmd_profiles_dir(o), &vars, &ov, err);
     if (rc < 0) {
         return rc;
     }
@@ -398,63 +306,9 @@ static void teardown(struct aws_ctx *c)
     free(c->account);
     free(c->partition);
     free(c->caller_arn);
-    credstore_entry_cleanup(&c->stored);
-    credstore_cleanup(&c->store);
-    report_config_cleanup(&c->report);
-    cg_seal_key_free(c->seal);
+    handover_close(&c->ho);
     free(c->trust_principal);
     free(c->trust_external_id);
-}
-
-/* ---- output ---- */
-
-static json_t *entries_json(const struct rc_list *l, int drift)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a != NULL && i < l->count; i++) {
-        const struct rc_entry *e = &l->items[i];
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "provider", e->provider, "kind", e->kind,
-                              "name", e->name ? e->name : "", "change",
-                              drift ? rc_drift_word(e->change) : rc_change_word(e->change));
-        if (o == NULL) {
-            continue;
-        }
-        if (e->id != NULL) {
-            json_object_set_new(o, "id", json_string(e->id));
-        }
-        if (e->detail != NULL) {
-            json_object_set_new(o, "detail", json_string(e->detail));
-        }
-        json_array_append_new(a, o);
-    }
-    return a;
-}
-
-static void print_entries(const struct rc_list *l, int drift, FILE *out)
-{
-    static const char sign[] = {'+', '~', '-', ' '};
-    for (size_t i = 0; i < l->count; i++) {
-        const struct rc_entry *e = &l->items[i];
-        fprintf(out, "  %c %-18s %-34s %s%s%s%s%s\n", sign[e->change], e->kind,
-                e->name ? e->name : "", drift ? rc_drift_word(e->change) : "",
-                e->id ? (drift ? "  " : "") : "", e->id ? e->id : "", e->detail ? "  # " : "",
-                e->detail ? e->detail : "");
-    }
-}
-
-static void print_json(json_t *root)
-{
-    char *s = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-    if (s != NULL) {
-        printf("%s\n", s);
-        free(s);
-    }
-    json_decref(root);
-}
-
-static int json_out(const struct cg_options *o)
-{
-    return o->output != NULL && strcmp(o->output, "json") == 0;
 }
 
 /* ---- commands ---- */
@@ -469,24 +323,10 @@ static int run_mode(struct aws_ctx *c, enum rc_mode mode, struct rc_aws_result *
         .account = c->account,
         .partition = c->partition,
         .cluster_id = c->id.k8s.id,
-        .delivered_key_id = c->stored_found ? c->stored.access_key_id : NULL,
-        .key_record_known = c->store_ready,
+        .delivered_key_id = c->ho.stored_found ? c->ho.stored.key_id : NULL,
+        .key_record_known = c->ho.store_ready,
     };
     return rc_aws_run(c->s.http, &ro, res, err);
-}
-
-struct sent {
-    struct cg_err err;
-    int done;
-};
-
-static void on_sent(const struct cg_err *err, void *data)
-{
-    struct sent *s = data;
-    s->done = 1;
-    if (err != NULL) {
-        s->err = *err;
-    }
 }
 
 /* What the platform needs to act: the key of a user, or the role ARN and external ID. */
@@ -507,158 +347,21 @@ static json_t *credential_json(struct aws_ctx *c, const char *key_id, const char
                      "userName", w->name, "accessKeyId", key_id, "secretAccessKey", secret);
 }
 
-static void wipe_json_strings(json_t *o)
+/* The --credentials-out record of an access key. */
+static json_t *file_json(struct aws_ctx *c, const char *key_id, const char *secret)
 {
-    const char *k;
-    json_t *v;
-    json_object_foreach(o, k, v)
-    {
-        if (json_is_string(v)) {
-            cg_wipe((void *)json_string_value(v), json_string_length(v));
-        }
-    }
+    char created[32];
+    cg_format_rfc3339((int64_t)time(NULL), created, sizeof(created));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "provider", "aws", "userName",
+                     c->profile->aws.name, "accountId", c->account, "accessKeyId", key_id,
+                     "secretAccessKey", secret, "createdAt", created);
 }
 
-static json_t *report_entries(const struct rc_list *l, int drift)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; a != NULL && i < l->count; i++) {
-        const struct rc_entry *e = &l->items[i];
-        json_t *o;
-        if (drift) {
-            o = json_pack("{s:s, s:s, s:s, s:s}", "provider", e->provider, "kind", e->kind, "name",
-                          e->name ? e->name : "", "change", rc_drift_word(e->change));
-            if (o != NULL && e->id != NULL) {
-                json_object_set_new(o, "id", json_string(e->id));
-            }
-            if (o != NULL && e->detail != NULL) {
-                json_object_set_new(o, "detail", json_string(e->detail));
-            }
-        } else {
-            o = json_pack("{s:s, s:s, s:s, s:s}", "provider", e->provider, "kind", e->kind, "id",
-                          e->id ? e->id : (e->name ? e->name : ""), "change",
-                          rc_change_word(e->change));
-        }
-        if (o != NULL) {
-            json_array_append_new(a, o);
-        }
-    }
-    return a;
-}
-
-/* Reports to the platform (when --report-url is set) and writes --credentials-out (when
- * set). `cred` is the credential to hand over, or NULL. Returns 0 when every channel
- * accepted it. */
+/* A report without a credential in it. */
 static int hand_over(struct aws_ctx *c, const char *kind, const struct rc_list *entries, int drift,
-                     const char *error, json_t *cred, const char *key_id, struct cg_err *err)
+                     const char *error, struct cg_err *err)
 {
-    const struct profile_aws *w = &c->profile->aws;
-    int rc = 0;
-    if (c->report_on) {
-        char *cluster_text = cg_identity_json(&c->id);
-        json_t *cluster_doc = cluster_text ? json_loads(cluster_text, 0, NULL) : NULL;
-        free(cluster_text);
-        json_t *creds_field = NULL;
-        char *sealed = NULL;
-        if (cred != NULL && c->seal != NULL) {
-            char *plain = json_dumps(cred, JSON_COMPACT);
-            if (plain == NULL ||
-                cg_seal_jwe(c->seal, (unsigned char *)plain, strlen(plain), &sealed, err) < 0) {
-                cg_secret_free(plain);
-                json_decref(cluster_doc);
-                return err->code ? err->code : cg_err_set(err, CG_ENOMEM, "out of memory");
-            }
-            cg_secret_free(plain);
-            creds_field = json_string(sealed);
-        } else if (cred != NULL) {
-            creds_field = json_incref(cred);
-        }
-        json_t *list = report_entries(entries, 0);
-        json_t *drift_list = drift ? report_entries(entries, 1) : NULL;
-        struct report_input in = {
-            .kind = kind,
-            .cluster = json_object_get(cluster_doc, "cluster"),
-            .profile = c->profile->name,
-            .status = error ? "failed" : "succeeded",
-            .resources = drift ? NULL : list,
-            .drift = drift_list,
-            .credentials = creds_field,
-            .error = error,
-            .started_at = c->started_at,
-            .finished_at = (int64_t)time(NULL),
-            .agent_version = CG_VERSION,
-        };
-        char *body = report_build(&in);
-        json_decref(list);
-        json_decref(drift_list);
-        json_decref(creds_field);
-        json_decref(cluster_doc);
-        cg_secret_free(sealed);
-        if (body == NULL) {
-            return cg_err_set(err, CG_ENOMEM, "out of memory");
-        }
-        /* A credential's report keeps its key across runs, so a re-delivery after a crash is
-         * recognisably the same report; other reports are one per run. */
-        char started[32];
-        snprintf(started, sizeof(started), "%lld", (long long)c->started_at);
-        const char *parts[] = {kind, c->id.k8s.id ? c->id.k8s.id : "", c->profile->name,
-                               key_id ? key_id : started};
-        char key[37];
-        report_idempotency_key(parts, 4, key);
-        struct sent sent = {0};
-        rc = report_send(c->s.http, &c->report, body, key, on_sent, &sent, err);
-        cg_secret_free(body);
-        if (rc == 0) {
-            cg_http_run(c->s.http);
-            if (sent.err.code != 0) {
-                *err = sent.err;
-                rc = err->code;
-            }
-        }
-        if (rc < 0) {
-            return rc;
-        }
-    }
-    if (cred != NULL && key_id != NULL && c->o->credentials_out != NULL &&
-        w->mode == PROFILE_AWS_USER) {
-        const char *secret = json_string_value(json_object_get(cred, "secretAccessKey"));
-        rc = write_credentials(c, key_id, secret, err);
-    }
-    return rc;
-}
-
-/* Stores a new key in the Secret, undelivered, before anyone else sees it. */
-static int store_key(struct aws_ctx *c, const char *key_id, const char *secret, struct cg_err *err)
-{
-    struct credstore_entry e = {0};
-    e.provider = strdup("aws");
-    e.user_name = strdup(c->profile->aws.name);
-    e.account = strdup(c->account);
-    e.access_key_id = strdup(key_id);
-    e.secret_access_key = strdup(secret);
-    e.profile = strdup(c->profile->name);
-    e.resource_version =
-        c->stored_found && c->stored.resource_version ? strdup(c->stored.resource_version) : NULL;
-    e.delivered = 0;
-    if (e.provider == NULL || e.user_name == NULL || e.account == NULL || e.access_key_id == NULL ||
-        e.secret_access_key == NULL || e.profile == NULL) {
-        credstore_entry_cleanup(&e);
-        return cg_err_set(err, CG_ENOMEM, "out of memory");
-    }
-    if (!c->stored_found && c->stored.resource_version != NULL) {
-        /* the Secret exists but held nothing usable: replace it */
-        free(e.resource_version);
-        e.resource_version = strdup(c->stored.resource_version);
-    }
-    int rc = credstore_write(&c->store, &e, err);
-    if (rc < 0) {
-        credstore_entry_cleanup(&e);
-        return rc;
-    }
-    credstore_entry_cleanup(&c->stored);
-    c->stored = e;
-    c->stored_found = 1;
-    return 0;
+    return handover_send(&c->ho, kind, entries, drift, error, NULL, NULL, NULL, err);
 }
 
 /* After a converge: the credential the platform must receive now, if any (a new key, or a
@@ -668,11 +371,11 @@ static int deliver_after(struct aws_ctx *c, const char *kind, const struct rc_li
                          struct cg_err *err)
 {
     const struct profile_aws *w = &c->profile->aws;
-    const char *key_id = NULL;
-    const char *secret = NULL;
+    struct handover *h = &c->ho;
     *delivered_key = 0;
     if (res->access_key_id != NULL) {
-        int rc = store_key(c, res->access_key_id, res->secret_access_key, err);
+        int rc = handover_store_new(h, "aws", w->name, c->account, res->access_key_id,
+                                    res->secret_access_key, err);
         if (rc < 0) {
             return cg_err_wrap(err,
                                "access key %s was created for '%s' but could not be stored "
@@ -680,41 +383,31 @@ static int deliver_after(struct aws_ctx *c, const char *kind, const struct rc_li
                                res->access_key_id, w->name);
         }
     }
-    if (w->mode == PROFILE_AWS_USER && w->access_key && c->stored_found && !c->stored.delivered) {
-        key_id = c->stored.access_key_id;
-        secret = c->stored.secret_access_key;
-    }
+    const char *key_id = NULL;
     json_t *cred = NULL;
-    if (key_id != NULL) {
-        cred = credential_json(c, key_id, secret, NULL);
+    json_t *file = NULL;
+    if (w->mode == PROFILE_AWS_USER && w->access_key && h->stored_found && !h->stored.delivered) {
+        key_id = h->stored.key_id;
+        cred = credential_json(c, key_id, h->stored.secret, NULL);
+        file = file_json(c, key_id, h->stored.secret);
     } else if (w->mode == PROFILE_AWS_ROLE) {
         cred = credential_json(c, NULL, NULL, res->principal_arn);
     }
-    int rc = hand_over(c, kind, entries, drift, NULL, cred, key_id, err);
-    if (cred != NULL) {
-        wipe_json_strings(cred);
-        json_decref(cred);
-    }
+    int rc = handover_send(h, kind, entries, drift, NULL, cred, file, key_id, err);
+    handover_wipe_json(cred);
+    handover_wipe_json(file);
+    json_decref(cred);
+    json_decref(file);
     if (rc < 0) {
         if (key_id != NULL) {
             cg_err_wrap(err,
                         "access key %s is kept in Secret %s/%s and will be handed over on "
                         "the next run",
-                        key_id, c->store.ns, c->store.name);
+                        key_id, h->store.ns, h->store.name);
         }
         return rc;
     }
-    /* Delivered means a channel took it: the platform's endpoint or the credentials file. A
-     * plain `check` has neither and leaves a stored key owed, for the next run to hand over. */
-    int channel = c->report_on || c->o->credentials_out != NULL;
-    if (key_id != NULL && channel) {
-        rc = credstore_mark_delivered(&c->store, err);
-        if (rc == 0) {
-            c->stored.delivered = 1;
-            *delivered_key = 1;
-        }
-    }
-    return rc;
+    return key_id != NULL ? handover_mark_delivered(h, delivered_key, err) : 0;
 }
 
 /* A synchronous IAM call for the few single steps outside the reconcile (rotate). */
@@ -761,7 +454,7 @@ static int iam_call(struct aws_ctx *c, const char *action, const struct aws_para
 static int rotate(struct aws_ctx *c, struct rc_list *changes, struct cg_err *err)
 {
     const struct profile_aws *w = &c->profile->aws;
-    char *old = c->stored.access_key_id ? strdup(c->stored.access_key_id) : NULL;
+    char *old = c->ho.stored.key_id ? strdup(c->ho.stored.key_id) : NULL;
     struct aws_param p[] = {{"UserName", w->name}};
     json_t *res = NULL;
     int rc = iam_call(c, "CreateAccessKey", p, 1, &res, err);
@@ -809,40 +502,27 @@ static void print_result(struct aws_ctx *c, const char *verb, const struct rc_aw
                          const struct rc_list *extra)
 {
     const struct profile_aws *w = &c->profile->aws;
-    if (json_out(c->o)) {
-        json_t *root = json_pack("{s:o}", "changes", entries_json(&res->entries, 0));
+    if (cmd_json_out(c->o)) {
+        json_t *root = json_pack("{s:o}", "changes", cmd_entries_json(&res->entries, 0));
         if (extra != NULL && extra->count > 0) {
-            json_t *more = entries_json(extra, 0);
+            json_t *more = cmd_entries_json(extra, 0);
             json_array_extend(json_object_get(root, "changes"), more);
             json_decref(more);
         }
         if (res->resources.count > 0) {
-            json_object_set_new(root, "resources", entries_json(&res->resources, 0));
+            json_object_set_new(root, "resources", cmd_entries_json(&res->resources, 0));
         }
-        print_json(root);
+        cmd_print_json(root);
         return;
     }
     size_t n = res->entries.count + (extra ? extra->count : 0);
     printf("%s: profile %s, AWS account %s, %s %s\n", verb, c->profile->name, c->account,
            principal_word(w), w->name);
-    print_entries(&res->entries, 0, stdout);
+    cmd_print_entries(&res->entries, 0, stdout);
     if (extra != NULL) {
-        print_entries(extra, 0, stdout);
+        cmd_print_entries(extra, 0, stdout);
     }
     printf("%zu change%s\n", n, n == 1 ? "" : "s");
-}
-
-/* The run's one-line outcome, kept in stats for the termination message. */
-__attribute__((format(printf, 2, 3))) static void summarize(struct cg_run_stats *stats,
-                                                            const char *fmt, ...)
-{
-    if (stats == NULL) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(stats->summary, sizeof(stats->summary), fmt, ap);
-    va_end(ap);
 }
 
 int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err)
@@ -877,7 +557,7 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
     int hands_key = w->mode == PROFILE_AWS_USER && w->access_key;
     int mutates = o->command == CG_CMD_ONBOARD || o->command == CG_CMD_ROTATE ||
                   (o->command == CG_CMD_CHECK && o->fix);
-    if (hands_key && mutates && !c.report_on && o->credentials_out == NULL) {
+    if (hands_key && mutates && !c.ho.report_on && o->credentials_out == NULL) {
         cg_err_set(err, CG_EINVAL,
                    "profile '%s' hands an access key over, and there is nowhere to hand it: "
                    "pass --report-url URL (the platform), or --credentials-out FILE",
@@ -895,18 +575,13 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
     }
     /* The Secret is the record of which key the platform has, and the write-ahead store of a
      * key until it is delivered. */
-    rc = credstore_init(&c.store, c.s.k8s, o->secret_namespace, o->secret_name, c.profile->name,
-                        err);
+    rc = handover_store_open(&c.ho, c.s.k8s, c.profile->name, err);
     if (rc < 0) {
         exit_code = CG_EXIT_USAGE;
         goto out;
     }
-    if (hands_key) {
-        rc = credstore_read(&c.store, &c.stored, &c.stored_found, err);
-        if (rc < 0) {
-            goto out;
-        }
-        c.store_ready = 1;
+    if (hands_key && handover_store_read(&c.ho, err) < 0) {
+        goto out;
     }
 
     switch (o->command) {
@@ -915,17 +590,17 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
         if (rc < 0) {
             goto out;
         }
-        if (json_out(o)) {
-            print_json(json_pack("{s:o}", "actions", entries_json(&res.entries, 0)));
+        if (cmd_json_out(o)) {
+            cmd_print_json(json_pack("{s:o}", "actions", cmd_entries_json(&res.entries, 0)));
         } else {
             printf("plan: profile %s, AWS account %s, %s %s\n", c.profile->name, c.account,
                    principal_word(w), w->name);
-            print_entries(&res.entries, 0, stdout);
+            cmd_print_entries(&res.entries, 0, stdout);
             printf("%zu change%s\n", res.entries.count, res.entries.count == 1 ? "" : "s");
         }
-        summarize(stats, "plan: %zu change%s to %s %s in AWS account %s (profile %s)",
-                  res.entries.count, res.entries.count == 1 ? "" : "s", principal_word(w), w->name,
-                  c.account, c.profile->name);
+        cmd_summarize(stats, "plan: %zu change%s to %s %s in AWS account %s (profile %s)",
+                      res.entries.count, res.entries.count == 1 ? "" : "s", principal_word(w),
+                      w->name, c.account, c.profile->name);
         exit_code = CG_EXIT_OK;
         break;
     case CG_CMD_CHECK: {
@@ -939,7 +614,8 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
             struct rc_aws_result fixed = {0};
             rc = run_mode(&c, RC_MODE_APPLY, &fixed, err);
             if (rc == 0 && fixed.access_key_id != NULL) {
-                rc = store_key(&c, fixed.access_key_id, fixed.secret_access_key, err);
+                rc = handover_store_new(&c.ho, "aws", w->name, c.account, fixed.access_key_id,
+                                        fixed.secret_access_key, err);
             }
             rc_aws_result_cleanup(&fixed);
             if (rc < 0) {
@@ -959,33 +635,33 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
             goto out;
         }
         if (res.entries.count == 0) {
-            summarize(stats, "check: no drift; %s %s in AWS account %s matches profile %s",
-                      principal_word(w), w->name, c.account, c.profile->name);
+            cmd_summarize(stats, "check: no drift; %s %s in AWS account %s matches profile %s",
+                          principal_word(w), w->name, c.account, c.profile->name);
         } else {
-            summarize(stats, "check: %zu drift entr%s on %s %s in AWS account %s%s%s",
-                      res.entries.count, res.entries.count == 1 ? "y" : "ies", principal_word(w),
-                      w->name, c.account,
-                      !o->fix               ? " (run check --fix to repair)"
-                      : after.entries.count ? ", not all repaired"
-                                            : ", repaired",
-                      delivered ? "; the credential owed to the platform was delivered" : "");
+            cmd_summarize(stats, "check: %zu drift entr%s on %s %s in AWS account %s%s%s",
+                          res.entries.count, res.entries.count == 1 ? "y" : "ies",
+                          principal_word(w), w->name, c.account,
+                          !o->fix               ? " (run check --fix to repair)"
+                          : after.entries.count ? ", not all repaired"
+                                                : ", repaired",
+                          delivered ? "; the credential owed to the platform was delivered" : "");
         }
-        if (json_out(o)) {
-            json_t *root = json_pack("{s:o}", "drift", entries_json(&res.entries, 1));
+        if (cmd_json_out(o)) {
+            json_t *root = json_pack("{s:o}", "drift", cmd_entries_json(&res.entries, 1));
             if (o->fix) {
-                json_object_set_new(root, "remaining", entries_json(&after.entries, 1));
+                json_object_set_new(root, "remaining", cmd_entries_json(&after.entries, 1));
             }
-            print_json(root);
+            cmd_print_json(root);
         } else if (res.entries.count == 0) {
             printf("no drift: %s %s matches profile %s\n", principal_word(w), w->name,
                    c.profile->name);
         } else {
             printf("drift: %s %s differs from profile %s\n", principal_word(w), w->name,
                    c.profile->name);
-            print_entries(&res.entries, 1, stdout);
+            cmd_print_entries(&res.entries, 1, stdout);
             if (o->fix) {
                 printf(after.entries.count ? "not repaired:\n" : "repaired\n");
-                print_entries(&after.entries, 1, stdout);
+                cmd_print_entries(&after.entries, 1, stdout);
             }
         }
         break;
@@ -999,8 +675,8 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
             struct cg_err derr = {0};
             if (res.access_key_id != NULL) {
                 deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, &derr);
-            } else if (c.report_on) {
-                hand_over(&c, "OnboardingReport", &res.entries, 0, err->msg, NULL, NULL, &derr);
+            } else if (c.ho.report_on) {
+                hand_over(&c, "OnboardingReport", &res.entries, 0, err->msg, &derr);
             }
             print_result(&c, cg_command_name(o->command), &res, NULL);
             goto out;
@@ -1014,20 +690,21 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
             rc = deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, err);
         }
         print_result(&c, cg_command_name(o->command), &res, &extra);
-        if (delivered && !json_out(o)) {
-            printf("access key %s handed over%s%s%s\n", c.stored.access_key_id,
-                   c.report_on ? " to the platform" : "",
+        if (delivered && !cmd_json_out(o)) {
+            printf("access key %s handed over%s%s%s\n", c.ho.stored.key_id,
+                   c.ho.report_on ? " to the platform" : "",
                    o->credentials_out && strcmp(o->credentials_out, "-") ? " and written to " : "",
                    o->credentials_out && strcmp(o->credentials_out, "-") ? o->credentials_out : "");
         }
         if (rc < 0) {
             goto out;
         }
-        summarize(stats, "%s: %s %s in AWS account %s converged to profile %s, %zu change%s%s%s%s",
-                  cg_command_name(o->command), principal_word(w), w->name, c.account,
-                  c.profile->name, res.entries.count + extra.count,
-                  res.entries.count + extra.count == 1 ? "" : "s", delivered ? "; access key " : "",
-                  delivered ? c.stored.access_key_id : "", delivered ? " handed over" : "");
+        cmd_summarize(
+            stats, "%s: %s %s in AWS account %s converged to profile %s, %zu change%s%s%s%s",
+            cg_command_name(o->command), principal_word(w), w->name, c.account, c.profile->name,
+            res.entries.count + extra.count, res.entries.count + extra.count == 1 ? "" : "s",
+            delivered ? "; access key " : "", delivered ? c.ho.stored.key_id : "",
+            delivered ? " handed over" : "");
         exit_code = CG_EXIT_OK;
         break;
     }
@@ -1036,12 +713,12 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
         struct cg_err rerr = {0};
         int hrc = 0;
         if (rc == 0) {
-            hrc = credstore_delete(&c.store, &rerr);
-            if (hrc == 0 && c.report_on) {
-                hrc = hand_over(&c, "OffboardingReport", &res.entries, 0, NULL, NULL, NULL, &rerr);
+            hrc = credstore_delete(&c.ho.store, &rerr);
+            if (hrc == 0 && c.ho.report_on) {
+                hrc = hand_over(&c, "OffboardingReport", &res.entries, 0, NULL, &rerr);
             }
-        } else if (c.report_on) {
-            hand_over(&c, "OffboardingReport", &res.entries, 0, err->msg, NULL, NULL, &rerr);
+        } else if (c.ho.report_on) {
+            hand_over(&c, "OffboardingReport", &res.entries, 0, err->msg, &rerr);
         }
         print_result(&c, "offboard", &res, NULL);
         if (rc == 0 && hrc < 0) {
@@ -1051,8 +728,9 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
         if (rc < 0) {
             goto out;
         }
-        summarize(stats, "offboard: %zu resource%s of profile %s removed from AWS account %s",
-                  res.entries.count, res.entries.count == 1 ? "" : "s", c.profile->name, c.account);
+        cmd_summarize(stats, "offboard: %zu resource%s of profile %s removed from AWS account %s",
+                      res.entries.count, res.entries.count == 1 ? "" : "s", c.profile->name,
+                      c.account);
         exit_code = CG_EXIT_OK;
         break;
     }

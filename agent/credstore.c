@@ -12,13 +12,33 @@
 #include <string.h>
 #include <time.h>
 
+struct field_names {
+    const char *provider, *principal, *account, *key_id, *secret;
+};
+
+static const struct field_names field_names[] = {
+    {"aws", "userName", "accountId", "accessKeyId", "secretAccessKey"},
+    {"gcp", "serviceAccount", "projectId", "keyId", "key.json"},
+};
+
+/* An unknown or missing provider reads as AWS: the Secrets written before there was a choice. */
+static const struct field_names *names_for(const char *provider)
+{
+    for (size_t i = 0; provider != NULL && i < sizeof(field_names) / sizeof(field_names[0]); i++) {
+        if (strcmp(field_names[i].provider, provider) == 0) {
+            return &field_names[i];
+        }
+    }
+    return &field_names[0];
+}
+
 void credstore_entry_cleanup(struct credstore_entry *e)
 {
     free(e->provider);
-    free(e->user_name);
+    free(e->principal);
     free(e->account);
-    free(e->access_key_id);
-    cg_secret_free(e->secret_access_key);
+    free(e->key_id);
+    cg_secret_free(e->secret);
     free(e->profile);
     free(e->resource_version);
     memset(e, 0, sizeof(*e));
@@ -162,17 +182,18 @@ int credstore_read(struct credstore *s, struct credstore_entry *out, int *found,
     json_t *data = json_object_get(c.body, "data");
     const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
     const char *delivered = json_string_value(json_object_get(ann, CREDSTORE_ANN_DELIVERED));
-    out->access_key_id = decode_field(data, "accessKeyId");
-    out->secret_access_key = decode_field(data, "secretAccessKey");
-    out->user_name = decode_field(data, "userName");
-    out->account = decode_field(data, "accountId");
     out->provider = decode_field(data, "provider");
+    const struct field_names *f = names_for(out->provider);
+    out->key_id = decode_field(data, f->key_id);
+    out->secret = decode_field(data, f->secret);
+    out->principal = decode_field(data, f->principal);
+    out->account = decode_field(data, f->account);
     out->resource_version = rv ? strdup(rv) : NULL;
     out->delivered = delivered != NULL && strcmp(delivered, "true") == 0;
     wipe_secret_tree(c.body);
     json_decref(c.body);
     *found = 1;
-    if (out->access_key_id == NULL || out->secret_access_key == NULL) {
+    if (out->key_id == NULL || out->secret == NULL) {
         /* a Secret we cannot use holds nothing to deliver: treat as absent, overwrite later */
         *found = 0;
         out->delivered = 0;
@@ -201,24 +222,24 @@ int credstore_write(struct credstore *s, struct credstore_entry *e, struct cg_er
     if (rc == 0) {
         rc = put_b64(data, "provider", e->provider);
     }
+    const struct field_names *f = names_for(e->provider);
     if (rc == 0) {
-        rc = put_b64(data, "userName", e->user_name);
+        rc = put_b64(data, f->principal, e->principal);
     }
     if (rc == 0) {
-        rc = put_b64(data, "accountId", e->account);
+        rc = put_b64(data, f->account, e->account);
     }
     if (rc == 0) {
-        rc = put_b64(data, "accessKeyId", e->access_key_id);
+        rc = put_b64(data, f->key_id, e->key_id);
     }
     if (rc == 0) {
-        rc = put_b64(data, "secretAccessKey", e->secret_access_key);
+        rc = put_b64(data, f->secret, e->secret);
     }
-    json_t *meta =
-        json_pack("{s:s, s:s, s:{s:s}, s:{s:s, s:s, s:s}}", "name", s->name, "namespace", s->ns,
-                  "labels", "app.kubernetes.io/managed-by", "cloudgrant", "annotations",
-                  CREDSTORE_ANN_DELIVERED, e->delivered ? "true" : "false", CREDSTORE_ANN_KEY_ID,
-                  e->access_key_id ? e->access_key_id : "", "cloudgrant.io/profile",
-                  e->profile ? e->profile : "");
+    json_t *meta = json_pack(
+        "{s:s, s:s, s:{s:s}, s:{s:s, s:s, s:s}}", "name", s->name, "namespace", s->ns, "labels",
+        "app.kubernetes.io/managed-by", "cloudgrant", "annotations", CREDSTORE_ANN_DELIVERED,
+        e->delivered ? "true" : "false", CREDSTORE_ANN_KEY_ID, e->key_id ? e->key_id : "",
+        "cloudgrant.io/profile", e->profile ? e->profile : "");
     if (meta != NULL && e->resource_version != NULL) {
         json_object_set_new(meta, "resourceVersion", json_string(e->resource_version));
     }

@@ -14,15 +14,15 @@ struct k8s_client;
 
 #define CREDSTORE_ANN_DELIVERED    "cloudgrant.io/delivered"
 #define CREDSTORE_ANN_DELIVERED_AT "cloudgrant.io/delivered-at"
-#define CREDSTORE_ANN_KEY_ID       "cloudgrant.io/access-key-id"
+#define CREDSTORE_ANN_KEY_ID       "cloudgrant.io/access-key-id" /* any provider's key id */
 
-/* Everything owned; secret_access_key is wiped by credstore_entry_cleanup. */
+/* Everything owned; secret is wiped by credstore_entry_cleanup. */
 struct credstore_entry {
     char *provider;
-    char *user_name;
+    char *principal;
     char *account;
-    char *access_key_id;
-    char *secret_access_key;
+    char *key_id;
+    char *secret;
     char *profile;
     int delivered;
     char *resource_version; /* from a read: makes the next write a compare-and-swap */
