@@ -263,6 +263,15 @@ int cg_url_check_transport(const char *url, int allow_insecure, const char *what
         return cg_err_set(err, CG_EINVAL, "%s '%s' must start with https://", what, url);
     }
     const char *h = url + 7;
+    /* The host follows any userinfo: "http://127.0.0.1:80@evil.example/" goes to evil.example,
+     * so only what is after the authority's last '@' counts. */
+    size_t authority = strcspn(h, "/?#");
+    for (size_t i = authority; i > 0; i--) {
+        if (h[i - 1] == '@') {
+            h += i;
+            break;
+        }
+    }
     size_t n;
     if (*h == '[') {
         const char *e = strchr(h, ']');

@@ -119,6 +119,28 @@ static void test_file_read_limits(void **state)
     unlink(path);
 }
 
+/* Plain http only to loopback, judged on the host the request really goes to. */
+static void test_url_transport(void **state)
+{
+    (void)state;
+    struct cg_err err = {0};
+    assert_int_equal(cg_url_check_transport("https://iam.example.com", 0, "x", &err), 0);
+    assert_int_equal(cg_url_check_transport("http://127.0.0.1:8080/a", 0, "x", &err), 0);
+    assert_int_equal(cg_url_check_transport("http://[::1]:80/", 0, "x", &err), 0);
+    assert_int_equal(cg_url_check_transport("http://localhost/", 0, "x", &err), 0);
+    assert_int_equal(cg_url_check_transport("http://evil.example/", 0, "x", &err), CG_EINVAL);
+    /* userinfo that looks like a loopback host */
+    assert_int_equal(cg_url_check_transport("http://127.0.0.1:80@evil.example/", 0, "x", &err),
+                     CG_EINVAL);
+    assert_int_equal(cg_url_check_transport("http://localhost@evil.example", 0, "x", &err),
+                     CG_EINVAL);
+    assert_int_equal(cg_url_check_transport("http://u:p@127.0.0.1:9/", 0, "x", &err), 0);
+    /* an '@' after the authority is not userinfo */
+    assert_int_equal(cg_url_check_transport("http://127.0.0.1/a@evil.example", 0, "x", &err), 0);
+    assert_int_equal(cg_url_check_transport("http://evil.example/", 1, "x", &err), 0);
+    assert_int_equal(cg_url_check_transport("ftp://127.0.0.1/", 1, "x", &err), CG_EINVAL);
+}
+
 static void test_log_redaction_names(void **state)
 {
     (void)state;
@@ -138,6 +160,7 @@ int main(void)
         cmocka_unit_test(test_paths),
         cmocka_unit_test(test_file_read_limits),
         cmocka_unit_test(test_log_redaction_names),
+        cmocka_unit_test(test_url_transport),
     };
     return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }
