@@ -68,18 +68,29 @@ static int oom(struct cg_err *err)
 
 struct tvar {
     const char *name;
-    size_t offset;        /* of the value in struct profile_vars */
-    const char *supplier; /* what to do when the value is unknown */
+    size_t offset;            /* of the value in struct profile_vars */
+    const char *supplier;     /* what to do when the value is unknown */
+    const char *gcp_supplier; /* the same for a field of the gcp section; NULL: supplier */
 };
 
+#define ACCOUNT_SUPPLIER                                                                           \
+    "it comes from the cloud credentials or the metadata service: give the agent credentials "     \
+    "that can call sts:GetCallerIdentity"
+#define PROJECT_SUPPLIER                                                                           \
+    "it is the GCP project id, from the metadata server or the key file's project_id: let the "    \
+    "agent reach the metadata server or give it a key file"
+
+/* cloud.project is cloud.account under its GCP name; the message for an unknown variable lists
+ * the canonical names only. */
 static const struct tvar tvars[] = {
-    {"cluster.name", offsetof(struct profile_vars, cluster_name), "pass --cluster-name"},
+    {"cluster.name", offsetof(struct profile_vars, cluster_name), "pass --cluster-name", NULL},
     {"cluster.id", offsetof(struct profile_vars, cluster_id),
-     "it is the UID of namespace kube-system: let the agent read that namespace"},
-    {"cluster.region", offsetof(struct profile_vars, cluster_region), "pass --region"},
-    {"cloud.account", offsetof(struct profile_vars, cloud_account),
-     "it comes from the cloud credentials or the metadata service: give the agent credentials "
-     "that can call sts:GetCallerIdentity"},
+     "it is the UID of namespace kube-system: let the agent read that namespace", NULL},
+    {"cluster.region", offsetof(struct profile_vars, cluster_region), "pass --region", NULL},
+    {"cloud.account", offsetof(struct profile_vars, cloud_account), ACCOUNT_SUPPLIER,
+     PROJECT_SUPPLIER},
+    {"cloud.project", offsetof(struct profile_vars, cloud_account), ACCOUNT_SUPPLIER,
+     PROJECT_SUPPLIER},
 };
 
 #define TVAR_COUNT (sizeof(tvars) / sizeof(tvars[0]))
@@ -551,9 +562,12 @@ static int render_at(struct loader *ld, const yaml_node_t *node, const char *lab
         return 0;
     }
     if (missing != NULL) {
+        const char *supplier = strncmp(label, "gcp.", 4) == 0 && missing->gcp_supplier != NULL
+                                   ? missing->gcp_supplier
+                                   : missing->supplier;
         return cg_err_set(ld->err, CG_EINVAL,
                           "profile '%s': %s needs {{%s}}, which this cluster does not reveal: %s",
-                          ld->name, label, missing->name, missing->supplier);
+                          ld->name, label, missing->name, supplier);
     }
     if (rc == CG_ENOMEM) {
         return oom(ld->err);
@@ -927,7 +941,8 @@ out:
     return rc;
 }
 
-static const char *const top_keys[] = {"apiVersion", "kind", "name", "description", "aws", NULL};
+static const char *const top_keys[] = {"apiVersion", "kind", "name", "description",
+                                       "aws",        "gcp",  NULL};
 static const char *const aws_keys[] = {
     "mode",           "path", "user", "role", "managedPolicies", "customerPolicies",
     "inlinePolicies", "tags", NULL};
@@ -1448,6 +1463,713 @@ static int parse_aws(struct loader *ld, const yaml_node_t *aws, const struct pro
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * GCP (protocols.md 2.4 and 2.5): a service account, the APIs it needs, custom roles that
+ * cloudgrant owns, predefined roles bound on the project, and a key or members allowed to act
+ * as the service account without one. */
+
+#define GCP_SA_ID_MIN            6
+#define GCP_SA_ID_MAX            30
+#define GCP_DISPLAY_NAME_MAX     100
+#define GCP_SA_DESCRIPTION_MAX   256
+#define GCP_ROLE_ID_MIN          3
+#define GCP_ROLE_ID_MAX          64
+#define GCP_ROLE_TITLE_MAX       100
+#define GCP_ROLE_DESCRIPTION_MAX 300
+#define GCP_ROLE_PERMISSIONS_MAX 3000
+#define GCP_CUSTOM_ROLES_MAX     300 /* per project */
+#define GCP_DNS_NAME_MAX         253
+#define GCP_DNS_LABEL_MAX        63
+#define GCP_MEMBER_MAX           2048
+
+#define GCP_FILTER_HINT "'{{cluster.name | sha1 | trunc 8}}' fits any cluster name"
+#define GCP_MEMBER_FORMS                                                                           \
+    "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, "                                        \
+    "serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA], user:EMAIL, group:EMAIL, "                 \
+    "principal://iam.googleapis.com/... or principalSet://iam.googleapis.com/..."
+
+static const char *const gcp_keys[] = {"serviceAccount", "services", "customRoles", "roles",
+                                       "credential",     "keyless",  NULL};
+static const char *const gcp_sa_keys[] = {"id", "displayName", "description", NULL};
+static const char *const gcp_role_keys[] = {"id",    "title",       "description",
+                                            "stage", "permissions", NULL};
+static const char *const gcp_keyless_keys[] = {"impersonator", "workloadIdentityUser", NULL};
+static const char *const gcp_stages[] = {"ALPHA",    "BETA", "GA", "DEPRECATED",
+                                         "DISABLED", "EAP",  NULL};
+
+static int is_lower_or_digit(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+/* accountId: [a-z]([-a-z0-9]*[a-z0-9]), 6..30 (RFC 1035) */
+static int gcp_sa_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < GCP_SA_ID_MIN || n > GCP_SA_ID_MAX || s[0] < 'a' || s[0] > 'z' ||
+        !is_lower_or_digit(s[n - 1])) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!is_lower_or_digit(s[i]) && s[i] != '-') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* roleId: [a-zA-Z0-9_.]{3,64} */
+static int gcp_role_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < GCP_ROLE_ID_MIN || n > GCP_ROLE_ID_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '.') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A DNS name of at least `labels` labels of [a-z0-9-] (case as given by `upper`), none
+ * starting or ending with '-'. */
+static int dns_name_ok(const char *s, size_t len, size_t labels, int upper)
+{
+    size_t count = 0;
+    size_t start = 0;
+    if (len == 0 || len > GCP_DNS_NAME_MAX) {
+        return 0;
+    }
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && s[i] != '.') {
+            char c = upper && s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] - 'A' + 'a') : s[i];
+            if (!is_lower_or_digit(c) && c != '-') {
+                return 0;
+            }
+            continue;
+        }
+        size_t n = i - start;
+        if (n == 0 || n > GCP_DNS_LABEL_MAX || s[start] == '-' || s[i - 1] == '-') {
+            return 0;
+        }
+        count++;
+        start = i + 1;
+    }
+    return count >= labels;
+}
+
+/* A service name: "iam.googleapis.com", "myapi.endpoints.my-project.cloud.goog". */
+static int gcp_service_ok(const char *s)
+{
+    return dns_name_ok(s, strlen(s), 2, 0);
+}
+
+/* service.resource.verb: "compute.instances.create", "iam.serviceAccounts.actAs". */
+static int gcp_permission_ok(const char *s)
+{
+    const char *p = s;
+    for (int part = 0; part < 3; part++) {
+        const char *start = p;
+        if (part == 0 ? !(*p >= 'a' && *p <= 'z') : !is_alnum(*p)) {
+            return 0;
+        }
+        while (part == 0 ? is_lower_or_digit(*p) : (is_alnum(*p) || *p == '_')) {
+            p++;
+        }
+        if (p == start || *p != (part < 2 ? '.' : '\0')) {
+            return 0;
+        }
+        p += part < 2;
+    }
+    return 1;
+}
+
+/* roles/NAME, NAME of letters, digits, '_' and '.' ("roles/container.developer") */
+static int gcp_predefined_role_ok(const char *s)
+{
+    if (strncmp(s, "roles/", 6) != 0) {
+        return 0;
+    }
+    s += 6;
+    size_t n = strlen(s);
+    if (n == 0 || n > GCP_ROLE_ID_MAX || s[0] == '.' || s[n - 1] == '.' ||
+        strstr(s, "..") != NULL) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!is_alnum(s[i]) && s[i] != '_' && s[i] != '.') {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* LOCAL@DOMAIN, the domain with at least two labels. */
+static int email_ok(const char *s)
+{
+    const char *at = strchr(s, '@');
+    if (at == NULL || at == s || at - s > 64 || strchr(at + 1, '@') != NULL) {
+        return 0;
+    }
+    for (const char *p = s; p < at; p++) {
+        if (!is_alnum(*p) && strchr("._%+-'", *p) == NULL) {
+            return 0;
+        }
+    }
+    return dns_name_ok(at + 1, strlen(at + 1), 2, 1);
+}
+
+/* GKE Workload Identity: PROJECT.svc.id.goog[NAMESPACE/KSA] (protocols.md 2.2). */
+static int workload_identity_ok(const char *s)
+{
+    static const char pool[] = ".svc.id.goog[";
+    const char *b = strstr(s, pool);
+    size_t n = strlen(s);
+    if (b == NULL || b == s || n < 2 || s[n - 1] != ']') {
+        return 0;
+    }
+    for (const char *p = s; p < b; p++) {
+        if (!is_lower_or_digit(*p) && strchr("-.:", *p) == NULL) {
+            return 0;
+        }
+    }
+    const char *ns = b + sizeof(pool) - 1;
+    const char *slash = strchr(ns, '/');
+    const char *end = s + n - 1;
+    if (slash == NULL || slash > end) {
+        return 0;
+    }
+    return dns_name_ok(ns, (size_t)(slash - ns), 1, 0) && slash - ns <= GCP_DNS_LABEL_MAX &&
+           memchr(ns, '.', (size_t)(slash - ns)) == NULL &&
+           dns_name_ok(slash + 1, (size_t)(end - slash - 1), 1, 0);
+}
+
+/* An IAM member that may act as the service account. allUsers, allAuthenticatedUsers and
+ * domain: are refused on purpose: they would hand the service account to strangers. */
+static int gcp_member_ok(const char *s)
+{
+    static const char *const wif[] = {"principal://iam.googleapis.com/",
+                                      "principalSet://iam.googleapis.com/"};
+    if (strlen(s) > GCP_MEMBER_MAX) {
+        return 0;
+    }
+    if (strncmp(s, "serviceAccount:", 15) == 0) {
+        return email_ok(s + 15) || workload_identity_ok(s + 15);
+    }
+    if (strncmp(s, "user:", 5) == 0 || strncmp(s, "group:", 6) == 0) {
+        return email_ok(strchr(s, ':') + 1);
+    }
+    for (size_t i = 0; i < sizeof(wif) / sizeof(wif[0]); i++) {
+        size_t n = strlen(wif[i]);
+        if (strncmp(s, wif[i], n) == 0 && s[n] != '\0') {
+            for (const char *p = s + n; *p != '\0'; p++) {
+                if (*p < 0x21 || *p > 0x7e) {
+                    return 0;
+                }
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
+
+struct ranked {
+    const char *s;
+    size_t index;
+};
+
+static int cmp_ranked(const void *a, const void *b)
+{
+    const struct ranked *x = a;
+    const struct ranked *y = b;
+    int c = strcmp(x->s, y->s);
+    return c != 0 ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* *dup = the position of the first value that repeats an earlier one, or n. */
+static int first_repeat(char *const *v, size_t n, size_t *dup, struct cg_err *err)
+{
+    *dup = n;
+    if (n < 2) {
+        return 0;
+    }
+    struct ranked *r = calloc(n, sizeof(*r));
+    if (r == NULL) {
+        return oom(err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        r[i].s = v[i];
+        r[i].index = i;
+    }
+    qsort(r, n, sizeof(*r), cmp_ranked);
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(r[i - 1].s, r[i].s) == 0 && r[i].index < *dup) {
+            *dup = r[i].index; /* the group's second, as sorted by position */
+        }
+    }
+    free(r);
+    return 0;
+}
+
+typedef int (*item_check_fn)(struct loader *ld, const yaml_node_t *node, const char *label,
+                             const char *value);
+
+/* A sequence of strings, each rendered, checked by `check` and listed once. */
+static int string_list(struct loader *ld, const yaml_node_t *seq, const char *at,
+                       item_check_fn check, char ***out, size_t *count)
+{
+    char sh[SHOWN_MAX];
+    size_t n = cg_yaml_seq_len(seq);
+    size_t dup = 0;
+    if (n == 0) {
+        return 0;
+    }
+    *out = calloc(n, sizeof(**out));
+    if (*out == NULL) {
+        return oom(ld->err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = cg_yaml_seq_at(&ld->y, seq, i);
+        char label[128];
+        const char *s = NULL;
+        snprintf(label, sizeof(label), "%s[%zu]", at, i);
+        cg_yaml_where(&ld->y, NULL);
+        int rc = cg_yaml_node_str(&ld->y, item, label, &s, ld->err);
+        if (rc < 0) {
+            return rc;
+        }
+        if (s == NULL) {
+            return fail_at(ld, item, CG_EINVAL, "%s is empty", label);
+        }
+        *count = i + 1; /* profile_free releases what was filled so far */
+        if ((rc = render_at(ld, item, label, s, &(*out)[i])) < 0 ||
+            (rc = check(ld, item, label, (*out)[i])) < 0) {
+            return rc;
+        }
+    }
+    int rc = first_repeat(*out, n, &dup, ld->err);
+    if (rc == 0 && dup < n) {
+        rc = fail_at(ld, cg_yaml_seq_at(&ld->y, seq, dup), CG_EINVAL,
+                     "%s[%zu] '%s' is listed twice", at, dup, SHOWN(sh, (*out)[dup]));
+    }
+    return rc;
+}
+
+static int check_service(struct loader *ld, const yaml_node_t *node, const char *label,
+                         const char *value)
+{
+    char sh[SHOWN_MAX];
+    if (gcp_service_ok(value)) {
+        return 0;
+    }
+    return fail_at(ld, node, CG_EINVAL,
+                   "%s '%s' is not a service name: a lower-case DNS name, as in "
+                   "'iam.googleapis.com'",
+                   label, SHOWN(sh, value));
+}
+
+static int check_permission(struct loader *ld, const yaml_node_t *node, const char *label,
+                            const char *value)
+{
+    char sh[SHOWN_MAX];
+    if (gcp_permission_ok(value)) {
+        return 0;
+    }
+    if (strchr(value, '*') != NULL) {
+        return fail_at(ld, node, CG_EINVAL,
+                       "%s '%s' is not a GCP permission: a custom role lists its permissions one "
+                       "by one, without wildcards",
+                       label, SHOWN(sh, value));
+    }
+    return fail_at(ld, node, CG_EINVAL,
+                   "%s '%s' is not a GCP permission: service.resource.verb, as in "
+                   "'compute.instances.create'",
+                   label, SHOWN(sh, value));
+}
+
+static int check_predefined_role(struct loader *ld, const yaml_node_t *node, const char *label,
+                                 const char *value)
+{
+    char sh[SHOWN_MAX];
+    if (gcp_predefined_role_ok(value)) {
+        return 0;
+    }
+    int custom = strncmp(value, "projects/", 9) == 0 || strncmp(value, "organizations/", 14) == 0;
+    return fail_at(ld, node, CG_EINVAL,
+                   "%s '%s' is not a predefined role: 'roles/NAME', as in "
+                   "'roles/container.developer'%s",
+                   label, SHOWN(sh, value),
+                   custom ? "; a custom role goes in gcp.customRoles, which cloudgrant creates "
+                            "and binds to the service account"
+                          : "");
+}
+
+/* A byte limit on an optional rendered text. */
+static int check_bytes(struct loader *ld, const yaml_node_t *node, const char *label,
+                       const char *value, size_t max)
+{
+    if (value == NULL || strlen(value) <= max) {
+        return 0;
+    }
+    return fail_at(ld, node, CG_EINVAL, "%s is %zu bytes, GCP allows %zu", label, strlen(value),
+                   max);
+}
+
+static int check_sa_id(struct loader *ld, const yaml_node_t *node, const char *value)
+{
+    static const char label[] = "gcp.serviceAccount.id";
+    char sh[SHOWN_MAX];
+    char from[SHOWN_MAX + 32];
+    size_t n = strlen(value);
+    origin(from, sizeof(from), node, value);
+    if (n == 0) {
+        return fail_at(ld, node, CG_EINVAL, "%s is empty%s", label, from);
+    }
+    if (n < GCP_SA_ID_MIN || n > GCP_SA_ID_MAX) {
+        return fail_at(ld, node, CG_EINVAL,
+                       "%s '%s'%s is %zu characters, GCP allows %d to %d for a service account "
+                       "id%s",
+                       label, SHOWN(sh, value), from, n, GCP_SA_ID_MIN, GCP_SA_ID_MAX,
+                       from[0] && n > GCP_SA_ID_MAX
+                           ? ": keep the cluster's part short with a filter, as in "
+                             "'{{cluster.name | sha1 | trunc 8}}'"
+                           : "");
+    }
+    if (!gcp_sa_id_ok(value)) {
+        return fail_at(ld, node, CG_EINVAL,
+                       "%s '%s'%s is not a valid GCP service account id: lower-case letters, "
+                       "digits and '-', starting with a letter and ending with a letter or "
+                       "digit%s",
+                       label, SHOWN(sh, value), from, from[0] ? "; " GCP_FILTER_HINT : "");
+    }
+    return 0;
+}
+
+static int service_account(struct loader *ld, const yaml_node_t *gcp, const yaml_node_t *sa,
+                           struct profile_gcp *g)
+{
+    yaml_node_t *node = NULL;
+    int rc;
+    if (sa == NULL) {
+        return fail_at(ld, gcp, CG_EINVAL,
+                       "gcp.serviceAccount is missing: the gcp section needs a service account "
+                       "with an 'id'");
+    }
+    cg_yaml_where(&ld->y, "gcp.serviceAccount");
+    if ((rc = field_str(ld, sa, "id", "gcp.serviceAccount.id", 1, &g->service_account.id, &node)) <
+        0) {
+        return rc;
+    }
+    if (g->service_account.id == NULL) {
+        return fail_at(ld, sa, CG_EINVAL, "gcp.serviceAccount.id is missing");
+    }
+    if ((rc = check_sa_id(ld, node, g->service_account.id)) < 0) {
+        return rc;
+    }
+    if ((rc = field_str(ld, sa, "displayName", "gcp.serviceAccount.displayName", 1,
+                        &g->service_account.display_name, &node)) < 0 ||
+        (rc = check_bytes(ld, node, "gcp.serviceAccount.displayName",
+                          g->service_account.display_name, GCP_DISPLAY_NAME_MAX)) < 0) {
+        return rc;
+    }
+    cg_yaml_where(&ld->y, "gcp.serviceAccount");
+    if ((rc = field_str(ld, sa, "description", "gcp.serviceAccount.description", 1,
+                        &g->service_account.description, &node)) < 0 ||
+        (rc = check_bytes(ld, node, "gcp.serviceAccount.description",
+                          g->service_account.description, GCP_SA_DESCRIPTION_MAX)) < 0) {
+        return rc;
+    }
+    return 0;
+}
+
+static int custom_role(struct loader *ld, const yaml_node_t *item, const char *at,
+                       struct profile_gcp_role *r)
+{
+    char label[96];
+    char sh[SHOWN_MAX];
+    char from[SHOWN_MAX + 32];
+    yaml_node_t *node = NULL;
+    yaml_node_t *seq = NULL;
+    int rc;
+    if (item->type != YAML_MAPPING_NODE) {
+        return fail_at(ld, item, CG_EINVAL,
+                       "%s must be a mapping with 'id', 'title' and 'permissions', not a %s", at,
+                       cg_yaml_kind(item));
+    }
+    cg_yaml_where(&ld->y, "%s", at);
+    if ((rc = check_keys(ld, item, gcp_role_keys)) < 0) {
+        return rc;
+    }
+
+    snprintf(label, sizeof(label), "%s.id", at);
+    if ((rc = field_str(ld, item, "id", label, 1, &r->id, &node)) < 0) {
+        return rc;
+    }
+    if (r->id == NULL) {
+        return fail_at(ld, item, CG_EINVAL, "%s is missing", label);
+    }
+    if (!gcp_role_id_ok(r->id)) {
+        origin(from, sizeof(from), node, r->id);
+        return fail_at(ld, node, CG_EINVAL,
+                       "%s '%s'%s is not a valid GCP role id: %d to %d letters, digits, '_' and "
+                       "'.'%s",
+                       label, SHOWN(sh, r->id), from, GCP_ROLE_ID_MIN, GCP_ROLE_ID_MAX,
+                       from[0] ? "; " GCP_FILTER_HINT : "");
+    }
+
+    cg_yaml_where(&ld->y, "%s", at);
+    snprintf(label, sizeof(label), "%s.title", at);
+    if ((rc = field_str(ld, item, "title", label, 1, &r->title, &node)) < 0) {
+        return rc;
+    }
+    if (r->title == NULL || r->title[0] == '\0') {
+        return fail_at(ld, node ? node : item, CG_EINVAL, "%s is missing", label);
+    }
+    if ((rc = check_bytes(ld, node, label, r->title, GCP_ROLE_TITLE_MAX)) < 0) {
+        return rc;
+    }
+
+    cg_yaml_where(&ld->y, "%s", at);
+    snprintf(label, sizeof(label), "%s.description", at);
+    if ((rc = field_str(ld, item, "description", label, 1, &r->description, &node)) < 0 ||
+        (rc = check_bytes(ld, node, label, r->description, GCP_ROLE_DESCRIPTION_MAX)) < 0) {
+        return rc;
+    }
+
+    /* Not a template, like aws.mode: a stage is one of GCP's words. */
+    cg_yaml_where(&ld->y, "%s", at);
+    snprintf(label, sizeof(label), "%s.stage", at);
+    if ((rc = field_str(ld, item, "stage", label, 0, &r->stage, &node)) < 0) {
+        return rc;
+    }
+    if (r->stage == NULL && (r->stage = strdup("GA")) == NULL) {
+        return oom(ld->err);
+    }
+    int known = 0;
+    for (size_t i = 0; gcp_stages[i] != NULL; i++) {
+        known |= strcmp(r->stage, gcp_stages[i]) == 0;
+    }
+    if (!known) {
+        return fail_at(ld, node, CG_EINVAL,
+                       "%s must be ALPHA, BETA, GA, DEPRECATED, DISABLED or EAP, not '%s'", label,
+                       SHOWN(sh, r->stage));
+    }
+
+    cg_yaml_where(&ld->y, "%s", at);
+    snprintf(label, sizeof(label), "%s.permissions", at);
+    if ((rc = cg_yaml_get_seq(&ld->y, item, "permissions", &seq, ld->err)) < 0) {
+        return rc;
+    }
+    if (seq == NULL) {
+        return fail_at(ld, item, CG_EINVAL,
+                       "%s is missing: a custom role needs at least one permission", label);
+    }
+    size_t n = cg_yaml_seq_len(seq);
+    if (n == 0) {
+        return fail_at(ld, seq, CG_EINVAL,
+                       "%s is empty: a custom role needs at least one permission", label);
+    }
+    if (n > GCP_ROLE_PERMISSIONS_MAX) {
+        return fail_at(ld, seq, CG_EINVAL,
+                       "%s has %zu permissions, GCP allows %d in a custom role: split it into two "
+                       "custom roles",
+                       label, n, GCP_ROLE_PERMISSIONS_MAX);
+    }
+    if ((rc = string_list(ld, seq, label, check_permission, &r->permissions,
+                          &r->permission_count)) < 0) {
+        return rc;
+    }
+    /* GCP keeps includedPermissions as a set; sorted, two lists compare with one pass. */
+    qsort(r->permissions, r->permission_count, sizeof(*r->permissions), cmp_str);
+    return 0;
+}
+
+static int custom_roles(struct loader *ld, const yaml_node_t *gcp, struct profile_gcp *g)
+{
+    yaml_node_t *seq = NULL;
+    char sh[SHOWN_MAX];
+    cg_yaml_where(&ld->y, "gcp");
+    int rc = cg_yaml_get_seq(&ld->y, gcp, "customRoles", &seq, ld->err);
+    size_t n = cg_yaml_seq_len(seq);
+    if (rc < 0 || n == 0) {
+        return rc;
+    }
+    if (n > GCP_CUSTOM_ROLES_MAX) {
+        return fail_at(ld, seq, CG_EINVAL,
+                       "gcp.customRoles has %zu roles, GCP allows %d custom roles in a project", n,
+                       GCP_CUSTOM_ROLES_MAX);
+    }
+    g->custom_roles = calloc(n, sizeof(*g->custom_roles));
+    if (g->custom_roles == NULL) {
+        return oom(ld->err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        yaml_node_t *item = cg_yaml_seq_at(&ld->y, seq, i);
+        char at[48];
+        snprintf(at, sizeof(at), "gcp.customRoles[%zu]", i);
+        g->custom_role_count = i + 1; /* profile_free releases what was filled so far */
+        if ((rc = custom_role(ld, item, at, &g->custom_roles[i])) < 0) {
+            return rc;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(g->custom_roles[j].id, g->custom_roles[i].id) == 0) {
+                return fail_at(ld, cg_yaml_map_get(&ld->y, item, "id"), CG_EINVAL,
+                               "%s.id '%s' is used twice", at, SHOWN(sh, g->custom_roles[i].id));
+            }
+        }
+    }
+    return 0;
+}
+
+/* A list of strings under `key` of the gcp section. */
+static int gcp_list(struct loader *ld, const yaml_node_t *gcp, const char *key, item_check_fn check,
+                    char ***out, size_t *count)
+{
+    yaml_node_t *seq = NULL;
+    char at[32];
+    cg_yaml_where(&ld->y, "gcp");
+    int rc = cg_yaml_get_seq(&ld->y, gcp, key, &seq, ld->err);
+    if (rc < 0) {
+        return rc;
+    }
+    snprintf(at, sizeof(at), "gcp.%s", key);
+    return string_list(ld, seq, at, check, out, count);
+}
+
+static int parse_credential(struct loader *ld, const yaml_node_t *gcp,
+                            const struct profile_overrides *ov, enum profile_gcp_credential *out)
+{
+    char sh[SHOWN_MAX];
+    char *s = NULL;
+    yaml_node_t *node = NULL;
+    *out = PROFILE_GCP_KEY;
+    cg_yaml_where(&ld->y, "gcp");
+    int rc = field_str(ld, gcp, "credential", "gcp.credential", 0, &s, &node);
+    if (rc < 0) {
+        return rc;
+    }
+    if (s != NULL && strcmp(s, "keyless") == 0) {
+        *out = PROFILE_GCP_KEYLESS;
+    } else if (s != NULL && strcmp(s, "key") != 0) {
+        rc = fail_at(ld, node, CG_EINVAL, "gcp.credential must be 'key' or 'keyless', not '%s'",
+                     SHOWN(sh, s));
+    }
+    free(s);
+    if (rc == 0 && ov != NULL && ov->gcp_credential != NULL) {
+        if (strcmp(ov->gcp_credential, "keyless") == 0) {
+            *out = PROFILE_GCP_KEYLESS;
+        } else if (strcmp(ov->gcp_credential, "key") == 0) {
+            *out = PROFILE_GCP_KEY;
+        } else {
+            rc = cg_err_set(ld->err, CG_EINVAL,
+                            "--gcp-credential must be 'key' or 'keyless', not '%s'",
+                            SHOWN(sh, ov->gcp_credential));
+        }
+    }
+    return rc;
+}
+
+/* One member field of gcp.keyless, rendered and checked; "" means "not set here". */
+static int keyless_member(struct loader *ld, const yaml_node_t *keyless, const char *key,
+                          const char *label, char **out)
+{
+    char sh[SHOWN_MAX];
+    yaml_node_t *node = NULL;
+    cg_yaml_where(&ld->y, "gcp.keyless");
+    int rc = field_str(ld, keyless, key, label, 1, out, &node);
+    if (rc < 0) {
+        return rc;
+    }
+    if (*out != NULL && (*out)[0] == '\0') {
+        free(*out);
+        *out = NULL;
+    }
+    if (*out != NULL && !gcp_member_ok(*out)) {
+        return fail_at(ld, node, CG_EINVAL, "%s '%s' is not an IAM member: use " GCP_MEMBER_FORMS,
+                       label, SHOWN(sh, *out));
+    }
+    return 0;
+}
+
+static int keyless_members(struct loader *ld, const yaml_node_t *keyless,
+                           const struct profile_overrides *ov, struct profile_gcp *g)
+{
+    char sh[SHOWN_MAX];
+    int rc;
+    if (ov != NULL && ov->gcp_impersonator != NULL && ov->gcp_impersonator[0] != '\0') {
+        if (!gcp_member_ok(ov->gcp_impersonator)) {
+            return cg_err_set(ld->err, CG_EINVAL,
+                              "--gcp-impersonator '%s' is not an IAM member: use " GCP_MEMBER_FORMS,
+                              SHOWN(sh, ov->gcp_impersonator));
+        }
+        g->impersonator = strdup(ov->gcp_impersonator);
+        if (g->impersonator == NULL) {
+            return oom(ld->err);
+        }
+    } else if ((rc = keyless_member(ld, keyless, "impersonator", "gcp.keyless.impersonator",
+                                    &g->impersonator)) < 0) {
+        return rc;
+    }
+    if ((rc = keyless_member(ld, keyless, "workloadIdentityUser",
+                             "gcp.keyless.workloadIdentityUser", &g->workload_identity_user)) < 0) {
+        return rc;
+    }
+    if (g->impersonator == NULL && g->workload_identity_user == NULL) {
+        return cg_err_set(ld->err, CG_EINVAL,
+                          "profile '%s': gcp.credential is keyless but no "
+                          "gcp.keyless.impersonator or workloadIdentityUser is set: pass "
+                          "--gcp-impersonator MEMBER",
+                          ld->name);
+    }
+    return 0;
+}
+
+static int parse_gcp(struct loader *ld, const yaml_node_t *gcp, const struct profile_overrides *ov,
+                     struct profile_gcp *g)
+{
+    yaml_node_t *sa = NULL;
+    yaml_node_t *keyless = NULL;
+    int rc;
+
+    g->present = 1;
+    cg_yaml_where(&ld->y, "gcp");
+    if ((rc = check_keys(ld, gcp, gcp_keys)) < 0 ||
+        (rc = parse_credential(ld, gcp, ov, &g->credential)) < 0) {
+        return rc;
+    }
+    cg_yaml_where(&ld->y, "gcp");
+    if ((rc = section(ld, gcp, "serviceAccount", "gcp.serviceAccount", gcp_sa_keys, &sa)) < 0) {
+        return rc;
+    }
+    cg_yaml_where(&ld->y, "gcp");
+    if ((rc = section(ld, gcp, "keyless", "gcp.keyless", gcp_keyless_keys, &keyless)) < 0 ||
+        (rc = service_account(ld, gcp, sa, g)) < 0 ||
+        (rc = gcp_list(ld, gcp, "services", check_service, &g->services, &g->service_count)) < 0 ||
+        (rc = custom_roles(ld, gcp, g)) < 0 ||
+        (rc = gcp_list(ld, gcp, "roles", check_predefined_role, &g->roles, &g->role_count)) < 0) {
+        return rc;
+    }
+    if (g->credential == PROFILE_GCP_KEYLESS) {
+        return keyless_members(ld, keyless, ov, g);
+    }
+    /* With a key, gcp.keyless is not used: its templates are checked, not rendered, so a typo
+     * is found before someone switches to keyless. */
+    cg_yaml_where(&ld->y, "gcp.keyless");
+    if ((rc = check_syntax(ld, keyless, "impersonator", "gcp.keyless.impersonator")) < 0 ||
+        (rc = check_syntax(ld, keyless, "workloadIdentityUser",
+                           "gcp.keyless.workloadIdentityUser")) < 0) {
+        return rc;
+    }
+    return 0;
+}
+
 /* A lower-case DNS label: the name goes into reports, tags and Kubernetes objects. */
 static int profile_name_ok(const char *s)
 {
@@ -1491,6 +2213,7 @@ int profile_load_buffer(struct profile **out, const char *buf, size_t len, const
     struct profile *p = NULL;
     yaml_node_t *node = NULL;
     yaml_node_t *aws = NULL;
+    yaml_node_t *gcp = NULL;
     char sh[SHOWN_MAX];
     memset(&ld, 0, sizeof(ld));
     ld.dir = dir;
@@ -1540,14 +2263,17 @@ int profile_load_buffer(struct profile **out, const char *buf, size_t len, const
     }
     snprintf(ld.name, sizeof(ld.name), "%s", p->name);
     if ((rc = field_str(&ld, root, "description", "description", 1, &p->description, NULL)) < 0 ||
-        (rc = cg_yaml_get_map(&ld.y, root, "aws", &aws, err)) < 0) {
+        (rc = cg_yaml_get_map(&ld.y, root, "aws", &aws, err)) < 0 ||
+        (rc = cg_yaml_get_map(&ld.y, root, "gcp", &gcp, err)) < 0) {
         goto out;
     }
-    if (aws == NULL) {
-        rc = fail_at(&ld, root, CG_EINVAL, "the profile has no 'aws' section: nothing to grant");
+    if (aws == NULL && gcp == NULL) {
+        rc = fail_at(&ld, root, CG_EINVAL,
+                     "the profile has no provider section ('aws' or 'gcp'): nothing to grant");
         goto out;
     }
-    if ((rc = parse_aws(&ld, aws, ov, &p->aws)) < 0) {
+    if ((aws != NULL && (rc = parse_aws(&ld, aws, ov, &p->aws)) < 0) ||
+        (gcp != NULL && (rc = parse_gcp(&ld, gcp, ov, &p->gcp)) < 0)) {
         goto out;
     }
     p->source = strdup(source);
@@ -1683,11 +2409,40 @@ static void policies_free(struct profile_policy *p, size_t n)
     free(p);
 }
 
+static void strings_free(char **v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        free(v[i]);
+    }
+    free(v);
+}
+
+static void gcp_free(struct profile_gcp *g)
+{
+    free(g->service_account.id);
+    free(g->service_account.display_name);
+    free(g->service_account.description);
+    strings_free(g->services, g->service_count);
+    for (size_t i = 0; g->custom_roles != NULL && i < g->custom_role_count; i++) {
+        struct profile_gcp_role *r = &g->custom_roles[i];
+        free(r->id);
+        free(r->title);
+        free(r->description);
+        free(r->stage);
+        strings_free(r->permissions, r->permission_count);
+    }
+    free(g->custom_roles);
+    strings_free(g->roles, g->role_count);
+    free(g->impersonator);
+    free(g->workload_identity_user);
+}
+
 void profile_free(struct profile *p)
 {
     if (p == NULL) {
         return;
     }
+    gcp_free(&p->gcp);
     struct profile_aws *a = &p->aws;
     free(a->name);
     free(a->path);
@@ -1709,4 +2464,34 @@ void profile_free(struct profile *p)
     free(p->description);
     free(p->source);
     free(p);
+}
+
+int profile_require(const struct profile *p, const char *provider, struct cg_err *err)
+{
+    char sh[SHOWN_MAX];
+    const char *name = p != NULL && p->name != NULL ? p->name : "";
+    if (p == NULL) {
+        return cg_err_set(err, CG_EINVAL, "no profile");
+    }
+    if (provider == NULL || provider[0] == '\0' || strcmp(provider, "unknown") == 0) {
+        return cg_err_set(err, CG_EINVAL,
+                          "profile '%s': the cluster's cloud provider is not known: pass "
+                          "--provider aws or --provider gcp",
+                          name);
+    }
+    int aws = strcmp(provider, "aws") == 0;
+    int gcp = strcmp(provider, "gcp") == 0;
+    if ((aws && p->aws.present) || (gcp && p->gcp.present)) {
+        return 0;
+    }
+    if (!aws && !gcp) {
+        return cg_err_set(err, CG_EINVAL,
+                          "profile '%s' has no %s section: grant profiles have aws and gcp "
+                          "sections only so far",
+                          name, SHOWN(sh, provider));
+    }
+    return cg_err_set(err, CG_EINVAL,
+                      "profile '%s' has no %s section: the cluster runs on %s; add one to the "
+                      "profile (docs/profiles.md) or use a profile that has one",
+                      name, provider, aws ? "AWS" : "GCP");
 }

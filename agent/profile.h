@@ -43,11 +43,47 @@ struct profile_aws {
     size_t tag_count;
 };
 
+enum profile_gcp_credential { PROFILE_GCP_KEY = 0, PROFILE_GCP_KEYLESS };
+
+/* A project custom role that cloudgrant creates, owns, keeps exactly as here and binds to the
+ * service account on the project. */
+struct profile_gcp_role {
+    char *id;           /* roleId, rendered: the role is projects/<project>/roles/<id> */
+    char *title;        /* rendered, <= 100 bytes */
+    char *description;  /* NULL when none; rendered, <= 300 bytes */
+    char *stage;        /* ALPHA | BETA | GA (default) | DEPRECATED | DISABLED | EAP */
+    char **permissions; /* rendered, sorted (strcmp), each listed once */
+    size_t permission_count;
+};
+
+struct profile_gcp {
+    int present; /* the profile has a gcp section */
+    struct {
+        char *id;           /* accountId, rendered: <id>@<project>.iam.gserviceaccount.com */
+        char *display_name; /* NULL when none */
+        char *description;  /* NULL when none */
+    } service_account;
+    char **services; /* APIs to enable, in the profile's order ("iam.googleapis.com") */
+    size_t service_count;
+    struct profile_gcp_role *custom_roles;
+    size_t custom_role_count;
+    char **roles; /* predefined roles bound on the project ("roles/compute.admin") */
+    size_t role_count;
+    enum profile_gcp_credential credential; /* key: exactly one cloudgrant-made key */
+    /* keyless only (NULL otherwise), at least one of the two set: IAM members (for example
+     * "serviceAccount:platform@p.iam.gserviceaccount.com") granted, on the service account
+     * only, roles/iam.serviceAccountTokenCreator and roles/iam.workloadIdentityUser
+     * respectively */
+    char *impersonator;
+    char *workload_identity_user;
+};
+
 struct profile {
     char *name;
     char *description;
-    char *source; /* the file it was loaded from */
-    struct profile_aws aws;
+    char *source;           /* the file it was loaded from */
+    struct profile_aws aws; /* at least one of aws and gcp is present */
+    struct profile_gcp gcp;
 };
 
 /* Values templates may use. NULL = unknown: a template that needs it fails with a message
@@ -56,7 +92,7 @@ struct profile_vars {
     const char *cluster_name;
     const char *cluster_id;
     const char *cluster_region;
-    const char *cloud_account;
+    const char *cloud_account; /* AWS account id, GCP project id ({{cloud.project}} too) */
 };
 
 /* Command-line choices that win over the profile. NULL = keep the profile's. */
@@ -64,6 +100,8 @@ struct profile_overrides {
     const char *aws_mode; /* "user" | "role" */
     const char *aws_trust_principal;
     const char *aws_external_id;
+    const char *gcp_credential;   /* "key" | "keyless" */
+    const char *gcp_impersonator; /* an IAM member; used when the credential is keyless */
 };
 
 /* Loads `name_or_path`: a path (contains '/' or ends in .yaml/.yml) or the name of a built-in
@@ -73,13 +111,19 @@ struct profile_overrides {
  * Also CG_EINVAL: an unknown built-in name (the message lists the built-ins), a profile file
  * that does not exist, a template value this cluster does not reveal ("profile 'x': aws.user.name
  * needs {{cluster.name}}, which this cluster does not reveal: pass --cluster-name"), role mode
- * without a principal. CG_EIO: a file that exists but cannot be read. CG_ETOOBIG: a profile
- * over 1 MiB. CG_ENOMEM.
- * The format, the template syntax and every rule checked: docs/profiles.md. */
+ * without a principal, a keyless GCP credential without a member to grant it, a profile with
+ * neither an aws nor a gcp section. Every section present is rendered and checked. CG_EIO: a file
+ * that exists but cannot be read. CG_ETOOBIG: a profile over 1 MiB. CG_ENOMEM. The format, the
+ * template syntax and every rule checked: docs/profiles.md. */
 int profile_load(struct profile **out, const char *name_or_path, const char *builtin_dir,
                  const struct profile_vars *vars, const struct profile_overrides *ov,
                  struct cg_err *err);
 void profile_free(struct profile *p);
+
+/* 0 when p has a section for `provider` ("aws", "gcp": cloud_provider_name());
+ * else CG_EINVAL "profile 'x' has no gcp section: ...", which is what a command says when the
+ * cluster's cloud is not one the profile grants anything on. */
+int profile_require(const struct profile *p, const char *provider, struct cg_err *err);
 
 /* The same from a buffer: `source` names it in messages (and becomes profile->source); policy
  * files resolve against `dir`, and dir NULL refuses them (every document must then be inline),

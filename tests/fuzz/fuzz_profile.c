@@ -1,8 +1,10 @@
 /* libFuzzer target: any bytes as a grant profile, loaded for a sample cluster in user mode, in
- * role mode with and without a principal, and with the cluster name unknown. Policy files are
- * refused (no directory), so a run touches no file. Beyond the sanitizers it checks the
- * contract: a failure is one non-empty line with a known code and no result; a success has a
- * rendered name IAM accepts and documents that are policies. */
+ * role mode with and without a principal, with a keyless GCP credential with and without a
+ * member, and with the cluster name unknown. Policy files are refused (no directory), so a run
+ * touches no file. Beyond the sanitizers it checks the contract: a failure is one non-empty
+ * line with a known code and no result; a success has an aws or a gcp section (or both), a
+ * rendered name IAM accepts, documents that are policies, and GCP lists that are sorted or
+ * free of repeats as the loader promises. */
 #include "policy.h"
 #include "profile.h"
 
@@ -30,6 +32,67 @@ static void check_doc(const char *doc, int kind)
     free(canon);
 }
 
+static int rendered(const char *s)
+{
+    return s != NULL && s[0] != '\0' && strstr(s, "{{") == NULL;
+}
+
+/* No two equal strings; when `sorted`, also in strcmp order. */
+static void check_set(char *const *v, size_t n, int sorted)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!rendered(v[i])) {
+            abort();
+        }
+        for (size_t j = 0; j < i; j++) {
+            int c = strcmp(v[j], v[i]);
+            if (c == 0 || (sorted && j == i - 1 && c > 0)) {
+                abort();
+            }
+        }
+    }
+}
+
+static void check_gcp(const struct profile_gcp *g)
+{
+    const char *id = g->service_account.id;
+    if (!rendered(id) || strlen(id) < 6 || strlen(id) > 30 ||
+        (g->service_account.display_name && strlen(g->service_account.display_name) > 100) ||
+        (g->service_account.description && strlen(g->service_account.description) > 256)) {
+        abort();
+    }
+    check_set(g->services, g->service_count, 0);
+    check_set(g->roles, g->role_count, 0);
+    for (size_t i = 0; i < g->service_count; i++) {
+        if (strchr(g->services[i], '.') == NULL) {
+            abort();
+        }
+    }
+    for (size_t i = 0; i < g->role_count; i++) {
+        if (strncmp(g->roles[i], "roles/", 6) != 0) {
+            abort();
+        }
+    }
+    for (size_t i = 0; i < g->custom_role_count; i++) {
+        const struct profile_gcp_role *r = &g->custom_roles[i];
+        if (!rendered(r->id) || !rendered(r->title) || r->stage == NULL ||
+            r->permission_count == 0 || r->permission_count > 3000) {
+            abort();
+        }
+        check_set(r->permissions, r->permission_count, 1);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(g->custom_roles[j].id, r->id) == 0) {
+                abort();
+            }
+        }
+    }
+    if (g->credential == PROFILE_GCP_KEYLESS
+            ? g->impersonator == NULL && g->workload_identity_user == NULL
+            : g->impersonator != NULL || g->workload_identity_user != NULL) {
+        abort();
+    }
+}
+
 static void check(int rc, const struct profile *p, const struct cg_err *err)
 {
     if (rc != 0) {
@@ -39,9 +102,22 @@ static void check(int rc, const struct profile *p, const struct cg_err *err)
         }
         return;
     }
+    if (p == NULL || p->name == NULL || p->source == NULL || (!p->aws.present && !p->gcp.present)) {
+        abort();
+    }
+    if (p->gcp.present) {
+        check_gcp(&p->gcp);
+    } else if (p->gcp.service_account.id != NULL || p->gcp.custom_roles != NULL) {
+        abort();
+    }
     const struct profile_aws *a = &p->aws;
-    if (p == NULL || p->name == NULL || p->source == NULL || !a->present || a->name == NULL ||
-        strlen(a->name) == 0 || strlen(a->name) > 64 || a->path == NULL ||
+    if (!a->present) {
+        if (a->name != NULL || a->trust_policy != NULL || a->customer_policies != NULL) {
+            abort();
+        }
+        return;
+    }
+    if (a->name == NULL || strlen(a->name) == 0 || strlen(a->name) > 64 || a->path == NULL ||
         strstr(a->name, "{{") != NULL) {
         abort();
     }
@@ -82,10 +158,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .aws_trust_principal = "arn:aws:iam::210987654321:role/platform",
     };
     static const struct profile_overrides role_bare = {.aws_mode = "role"};
+    static const struct profile_overrides keyless = {
+        .gcp_credential = "keyless",
+        .gcp_impersonator = "serviceAccount:platform@platform-1.iam.gserviceaccount.com",
+    };
+    static const struct profile_overrides keyless_bare = {.gcp_credential = "keyless"};
     const struct {
         const struct profile_vars *vars;
         const struct profile_overrides *ov;
-    } runs[] = {{&known, NULL}, {&known, &role}, {&known, &role_bare}, {&no_name, NULL}};
+    } runs[] = {{&known, NULL},     {&known, &role},         {&known, &role_bare},
+                {&known, &keyless}, {&known, &keyless_bare}, {&no_name, NULL}};
     for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
         struct profile *p = NULL;
         struct cg_err err = {0};

@@ -10,6 +10,7 @@
 #include "policy.h"
 #include "profile.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,7 +403,9 @@ static void test_structure_errors(void **state)
                NULL,
                "t.yaml:3:7: name 'My_Profile' must be a lower-case DNS label: letters, digits and "
                "'-', at most 63");
-    load_fails(HEAD, &vars, NULL, "t.yaml:1:1: the profile has no 'aws' section: nothing to grant");
+    load_fails(HEAD, &vars, NULL,
+               "t.yaml:1:1: the profile has no provider section ('aws' or 'gcp'): nothing to "
+               "grant");
     load_fails("", &vars, NULL, "t.yaml: the profile is empty");
     load_fails("- a\n", &vars, NULL, "t.yaml:1:1: a profile must be a mapping, not a sequence");
     load_fails("a: [\n", &vars, NULL,
@@ -753,6 +756,585 @@ static void test_size_quotas(void **state)
                "one user (10 unless the account's quota was raised)");
 }
 
+/* ------------------------------------------------------------------------------------------
+ * GCP */
+
+/* "castai-gke-" + the first 8 hex digits of SHA-1(name), computed here with OpenSSL rather
+ * than with the profile's own filter. */
+static void hashed_id(char *out, size_t cap, const char *prefix, const char *name)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    assert_int_equal(EVP_Digest(name, strlen(name), md, &len, EVP_sha1(), NULL), 1);
+    assert_int_equal(len, 20);
+    snprintf(out, cap, "%s%02x%02x%02x%02x", prefix, md[0], md[1], md[2], md[3]);
+}
+
+/* Seed 003's castai.gkeAccess, as `gcloud iam roles describe` printed it. */
+static const char *const seed_003_permissions[] = {
+    "compute.addresses.use",
+    "compute.disks.create",
+    "compute.disks.setLabels",
+    "compute.disks.use",
+    "compute.images.useReadOnly",
+    "compute.instanceGroupManagers.get",
+    "compute.instanceGroupManagers.update",
+    "compute.instanceGroups.get",
+    "compute.instanceTemplates.create",
+    "compute.instanceTemplates.delete",
+    "compute.instanceTemplates.get",
+    "compute.instanceTemplates.list",
+    "compute.instances.create",
+    "compute.instances.delete",
+    "compute.instances.get",
+    "compute.instances.list",
+    "compute.instances.setLabels",
+    "compute.instances.setMetadata",
+    "compute.instances.setServiceAccount",
+    "compute.instances.setTags",
+    "compute.instances.start",
+    "compute.instances.stop",
+    "compute.networks.use",
+    "compute.networks.useExternalIp",
+    "compute.subnetworks.get",
+    "compute.subnetworks.use",
+    "compute.subnetworks.useExternalIp",
+    "compute.zones.get",
+    "compute.zones.list",
+    "container.certificateSigningRequests.approve",
+    "container.clusters.get",
+    "container.clusters.update",
+    "container.operations.get",
+    "serviceusage.services.list",
+};
+
+static void test_node_autoscaler_gcp(void **state)
+{
+    (void)state;
+    char want[64];
+    struct profile *p = builtin("node-autoscaler", &vars, NULL);
+    const struct profile_gcp *g = &p->gcp;
+    assert_true(p->aws.present); /* both sections, the AWS one as before */
+    assert_string_equal(p->aws.name, "cast-eks-prod");
+    assert_true(g->present);
+
+    hashed_id(want, sizeof(want), "castai-gke-", "prod");
+    assert_string_equal(want, "castai-gke-f6c433ac"); /* printf prod | sha1sum */
+    assert_string_equal(g->service_account.id, want);
+    assert_string_equal(g->service_account.display_name, "Node autoscaler (managed by cloudgrant)");
+    assert_string_equal(g->service_account.description,
+                        "Creates and removes the nodes of cluster prod (managed by cloudgrant)");
+
+    static const char *const services[] = {"serviceusage.googleapis.com", "iam.googleapis.com",
+                                           "cloudresourcemanager.googleapis.com",
+                                           "container.googleapis.com", "compute.googleapis.com"};
+    assert_int_equal(g->service_count, 5);
+    for (size_t i = 0; i < 5; i++) {
+        assert_string_equal(g->services[i], services[i]);
+    }
+
+    assert_int_equal(g->custom_role_count, 1);
+    const struct profile_gcp_role *r = &g->custom_roles[0];
+    assert_string_equal(r->id, "castai.gkeAccess");
+    assert_string_equal(r->title, "Role to manage GKE cluster via CAST AI");
+    assert_string_equal(r->description, "Role to manage GKE cluster via CAST AI");
+    assert_string_equal(r->stage, "ALPHA");
+    size_t n = sizeof(seed_003_permissions) / sizeof(seed_003_permissions[0]);
+    assert_int_equal(n, 34);
+    assert_int_equal(r->permission_count, n);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(r->permissions[i], seed_003_permissions[i]);
+    }
+
+    assert_int_equal(g->role_count, 2);
+    assert_string_equal(g->roles[0], "roles/container.developer");
+    assert_string_equal(g->roles[1], "roles/iam.serviceAccountUser");
+    assert_int_equal(g->credential, PROFILE_GCP_KEY);
+    assert_null(g->impersonator);
+    assert_null(g->workload_identity_user);
+    profile_free(p);
+
+    /* the id for other cluster names: GKE's longest (40), upper case and '_' (elsewhere) */
+    static const char *const names[] = {"a", "My_Cluster.eu",
+                                        "a-forty-character-gke-cluster-name-abcde"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        struct profile_vars v = vars;
+        v.cluster_name = names[i];
+        p = builtin("node-autoscaler", &v, NULL);
+        hashed_id(want, sizeof(want), "castai-gke-", names[i]);
+        assert_string_equal(p->gcp.service_account.id, want);
+        profile_free(p);
+    }
+
+    /* keyless: no key, the platform's member instead */
+    struct profile_overrides keyless = {
+        .gcp_credential = "keyless",
+        .gcp_impersonator = "serviceAccount:castai@platform-1.iam.gserviceaccount.com"};
+    p = builtin("node-autoscaler", &vars, &keyless);
+    assert_int_equal(p->gcp.credential, PROFILE_GCP_KEYLESS);
+    assert_string_equal(p->gcp.impersonator,
+                        "serviceAccount:castai@platform-1.iam.gserviceaccount.com");
+    assert_null(p->gcp.workload_identity_user);
+    assert_int_equal(p->gcp.custom_roles[0].permission_count, 34);
+    profile_free(p);
+}
+
+static void test_platform_access_gcp(void **state)
+{
+    (void)state;
+    char want[64];
+    struct profile *p = builtin("platform-access", &vars, NULL);
+    const struct profile_gcp *g = &p->gcp;
+    assert_true(p->aws.present);
+    assert_true(g->present);
+    hashed_id(want, sizeof(want), "platform-access-", "prod");
+    assert_string_equal(g->service_account.id, want);
+    assert_string_equal(g->service_account.id, "platform-access-f6c433ac");
+    static const char *const services[] = {"serviceusage.googleapis.com", "iam.googleapis.com",
+                                           "cloudresourcemanager.googleapis.com",
+                                           "compute.googleapis.com"};
+    assert_int_equal(g->service_count, 4);
+    for (size_t i = 0; i < 4; i++) {
+        assert_string_equal(g->services[i], services[i]);
+    }
+    assert_int_equal(g->custom_role_count, 0);
+    assert_null(g->custom_roles);
+    assert_int_equal(g->role_count, 1);
+    assert_string_equal(g->roles[0], "roles/compute.admin");
+    assert_int_equal(g->credential, PROFILE_GCP_KEY);
+    assert_null(g->impersonator);
+    profile_free(p);
+}
+
+#define GHEAD HEAD "gcp:\n  serviceAccount:\n    id: \"sa-{{cluster.name}}\"\n"
+
+static struct profile *load_ok(const char *yaml, const struct profile_vars *v,
+                               const struct profile_overrides *ov)
+{
+    struct profile *p = NULL;
+    struct cg_err err = {0};
+    int rc = profile_load_buffer(&p, yaml, strlen(yaml), "t.yaml", NULL, v, ov, &err);
+    if (rc != 0) {
+        print_message("unexpected error: %s\n", err.msg);
+    }
+    assert_int_equal(rc, 0);
+    return p;
+}
+
+static void test_gcp_only(void **state)
+{
+    (void)state;
+    struct cg_err err = {0};
+    /* the smallest gcp section: a service account and its key */
+    struct profile *p = load_ok(GHEAD, &vars, NULL);
+    assert_false(p->aws.present);
+    assert_null(p->aws.name);
+    assert_true(p->gcp.present);
+    assert_string_equal(p->gcp.service_account.id, "sa-prod");
+    assert_null(p->gcp.service_account.display_name);
+    assert_null(p->gcp.service_account.description);
+    assert_int_equal(p->gcp.service_count, 0);
+    assert_int_equal(p->gcp.custom_role_count, 0);
+    assert_int_equal(p->gcp.role_count, 0);
+    assert_int_equal(p->gcp.credential, PROFILE_GCP_KEY);
+    assert_int_equal(profile_require(p, "gcp", &err), 0);
+    assert_int_equal(profile_require(p, "aws", &err), CG_EINVAL);
+    assert_string_equal(err.msg, "profile 'test' has no aws section: the cluster runs on AWS; add "
+                                 "one to the profile (docs/profiles.md) or use a profile that has "
+                                 "one");
+    profile_free(p);
+
+    /* every key, templates everywhere they are allowed, cloud.project = cloud.account */
+    struct profile_vars gke = vars;
+    gke.cloud_account = "my-project-42";
+    p = load_ok(HEAD "gcp:\n"
+                     "  serviceAccount:\n"
+                     "    id: \"{{cluster.name}}-{{cluster.id | sha1 | trunc 6}}\"\n"
+                     "    displayName: \"Platform for {{cluster.name}}\"\n"
+                     "    description: \"in {{cloud.project}}, {{cluster.region}}\"\n"
+                     "  services: [container.googleapis.com, compute.googleapis.com]\n"
+                     "  customRoles:\n"
+                     "    - id: \"platform.{{cluster.name}}\"\n"
+                     "      title: \"Platform {{cluster.name}}\"\n"
+                     "      permissions:\n"
+                     "        - container.clusters.get\n"
+                     "        - compute.instances.list\n"
+                     "        - compute.instanceGroups.get\n"
+                     "        - compute.disks.create\n"
+                     "    - id: other_role\n"
+                     "      title: Other\n"
+                     "      description: Other role\n"
+                     "      stage: DEPRECATED\n"
+                     "      permissions: [iam.serviceAccounts.actAs]\n"
+                     "  roles: [roles/viewer, roles/container.developer]\n"
+                     "  credential: keyless\n"
+                     "  keyless:\n"
+                     "    impersonator: "
+                     "\"serviceAccount:platform@{{cloud.project}}.iam.gserviceaccount.com\"\n"
+                     "    workloadIdentityUser: "
+                     "\"serviceAccount:{{cloud.project}}.svc.id.goog[cloudgrant/agent]\"\n",
+                &gke, NULL);
+    const struct profile_gcp *g = &p->gcp;
+    assert_string_equal(g->service_account.id, "prod-cf4ce8"); /* sha1 of the cluster id */
+    assert_string_equal(g->service_account.display_name, "Platform for prod");
+    assert_string_equal(g->service_account.description, "in my-project-42, eu-west-1");
+    assert_int_equal(g->service_count, 2);
+    assert_string_equal(g->services[0], "container.googleapis.com"); /* order kept */
+    assert_string_equal(g->services[1], "compute.googleapis.com");
+    assert_int_equal(g->custom_role_count, 2);
+    assert_string_equal(g->custom_roles[0].id, "platform.prod");
+    assert_string_equal(g->custom_roles[0].title, "Platform prod");
+    assert_null(g->custom_roles[0].description);
+    assert_string_equal(g->custom_roles[0].stage, "GA"); /* the default */
+    /* sorted, as GCP's set is compared */
+    assert_int_equal(g->custom_roles[0].permission_count, 4);
+    assert_string_equal(g->custom_roles[0].permissions[0], "compute.disks.create");
+    assert_string_equal(g->custom_roles[0].permissions[1], "compute.instanceGroups.get");
+    assert_string_equal(g->custom_roles[0].permissions[2], "compute.instances.list");
+    assert_string_equal(g->custom_roles[0].permissions[3], "container.clusters.get");
+    assert_string_equal(g->custom_roles[1].stage, "DEPRECATED");
+    assert_string_equal(g->custom_roles[1].description, "Other role");
+    assert_int_equal(g->role_count, 2);
+    assert_string_equal(g->roles[0], "roles/viewer");
+    assert_int_equal(g->credential, PROFILE_GCP_KEYLESS);
+    assert_string_equal(g->impersonator,
+                        "serviceAccount:platform@my-project-42.iam.gserviceaccount.com");
+    assert_string_equal(g->workload_identity_user,
+                        "serviceAccount:my-project-42.svc.id.goog[cloudgrant/agent]");
+    profile_free(p);
+
+    /* a profile with only aws still works, and has no gcp */
+    p = load_ok(USER, &vars, NULL);
+    assert_true(p->aws.present);
+    assert_false(p->gcp.present);
+    assert_null(p->gcp.service_account.id);
+    assert_int_equal(profile_require(p, "aws", &err), 0);
+    assert_int_equal(profile_require(p, "gcp", &err), CG_EINVAL);
+    assert_string_equal(err.msg, "profile 'test' has no gcp section: the cluster runs on GCP; add "
+                                 "one to the profile (docs/profiles.md) or use a profile that has "
+                                 "one");
+    assert_int_equal(profile_require(p, "azure", &err), CG_EINVAL);
+    assert_string_equal(err.msg, "profile 'test' has no azure section: grant profiles have aws "
+                                 "and gcp sections only so far");
+    assert_int_equal(profile_require(p, "unknown", &err), CG_EINVAL);
+    assert_string_equal(err.msg, "profile 'test': the cluster's cloud provider is not known: pass "
+                                 "--provider aws or --provider gcp");
+    assert_int_equal(profile_require(p, NULL, &err), CG_EINVAL);
+    assert_int_equal(profile_require(NULL, "aws", &err), CG_EINVAL);
+    profile_free(p);
+}
+
+static void test_gcp_overrides(void **state)
+{
+    (void)state;
+    struct profile *p = NULL;
+    struct cg_err err = {0};
+    /* keyless without a member: what to pass */
+    struct profile_overrides ov = {.gcp_credential = "keyless"};
+    assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &vars, &ov, &err),
+                     CG_EINVAL);
+    assert_null(p);
+    assert_string_equal(err.msg, "profile 'node-autoscaler': gcp.credential is keyless but no "
+                                 "gcp.keyless.impersonator or workloadIdentityUser is set: pass "
+                                 "--gcp-impersonator MEMBER");
+    load_fails(GHEAD "  credential: keyless\n  keyless:\n    impersonator: \"\"\n", &vars, NULL,
+               "profile 'test': gcp.credential is keyless but no gcp.keyless.impersonator or "
+               "workloadIdentityUser is set: pass --gcp-impersonator MEMBER");
+
+    /* the flag wins over the profile's member, and is taken literally */
+    ov.gcp_impersonator = "group:platform-admins@example.com";
+    p = load_ok(GHEAD "  credential: keyless\n  keyless:\n    impersonator: user:a@example.com\n",
+                &vars, &ov);
+    assert_string_equal(p->gcp.impersonator, "group:platform-admins@example.com");
+    profile_free(p);
+    /* a workload identity user alone is enough */
+    p = load_ok(GHEAD "  credential: keyless\n  keyless:\n    workloadIdentityUser: "
+                      "\"principal://iam.googleapis.com/projects/123/locations/global/"
+                      "workloadIdentityPools/pool/subject/platform\"\n",
+                &vars, NULL);
+    assert_null(p->gcp.impersonator);
+    assert_string_equal(p->gcp.workload_identity_user,
+                        "principal://iam.googleapis.com/projects/123/locations/global/"
+                        "workloadIdentityPools/pool/subject/platform");
+    profile_free(p);
+
+    /* --gcp-credential key takes a keyless profile back to a key; members are then unused */
+    struct profile_overrides key = {.gcp_credential = "key"};
+    p = load_ok(GHEAD "  credential: keyless\n  keyless:\n    impersonator: user:a@example.com\n",
+                &vars, &key);
+    assert_int_equal(p->gcp.credential, PROFILE_GCP_KEY);
+    assert_null(p->gcp.impersonator);
+    profile_free(p);
+    /* --gcp-impersonator alone does not make a key profile keyless */
+    struct profile_overrides imp = {.gcp_impersonator = "user:a@example.com"};
+    p = builtin("node-autoscaler", &vars, &imp);
+    assert_int_equal(p->gcp.credential, PROFILE_GCP_KEY);
+    assert_null(p->gcp.impersonator);
+    profile_free(p);
+
+    /* bad flags */
+    struct profile_overrides bad = {.gcp_credential = "none"};
+    assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &vars, &bad, &err),
+                     CG_EINVAL);
+    assert_string_equal(err.msg, "--gcp-credential must be 'key' or 'keyless', not 'none'");
+    static const char *const not_members[] = {"allUsers",
+                                              "allAuthenticatedUsers",
+                                              "domain:example.com",
+                                              "platform@example.com",
+                                              "serviceAccount:",
+                                              "serviceAccount:x@localhost",
+                                              "user:a b@example.com",
+                                              "serviceAccount:p.svc.id.goog[ns]",
+                                              "serviceAccount:p.svc.id.goog[ns/ksa",
+                                              "serviceAccount:p.svc.id.goog[n.s/ksa]",
+                                              "principal://example.com/x",
+                                              "principalSet://iam.googleapis.com/",
+                                              "group:@example.com"};
+    for (size_t i = 0; i < sizeof(not_members) / sizeof(not_members[0]); i++) {
+        char want[512];
+        struct profile_overrides o = {.gcp_credential = "keyless",
+                                      .gcp_impersonator = not_members[i]};
+        assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &vars, &o, &err),
+                         CG_EINVAL);
+        snprintf(want, sizeof(want),
+                 "--gcp-impersonator '%s' is not an IAM member: use "
+                 "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, "
+                 "serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA], user:EMAIL, group:EMAIL, "
+                 "principal://iam.googleapis.com/... or principalSet://iam.googleapis.com/...",
+                 not_members[i]);
+        assert_string_equal(err.msg, want);
+    }
+    static const char *const members[] = {
+        "serviceAccount:castai@platform-1.iam.gserviceaccount.com",
+        "serviceAccount:example.com:proj.svc.id.goog[kube-system/cluster-autoscaler]",
+        "user:jane.doe+ops@example.co.uk", "group:platform@example.com",
+        "principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/*"};
+    for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
+        struct profile_overrides o = {.gcp_credential = "keyless", .gcp_impersonator = members[i]};
+        p = builtin("node-autoscaler", &vars, &o);
+        assert_string_equal(p->gcp.impersonator, members[i]);
+        profile_free(p);
+    }
+}
+
+static void test_gcp_errors(void **state)
+{
+    (void)state;
+    /* structure: unknown keys, types, required parts */
+    load_fails(GHEAD "  service: []\n", &vars, NULL, "t.yaml:7:3: gcp: unknown key 'service'");
+    load_fails(GHEAD "    name: x\n", &vars, NULL,
+               "t.yaml:7:5: gcp.serviceAccount: unknown key 'name'");
+    load_fails(GHEAD "  keyless:\n    impersonater: x\n", &vars, NULL,
+               "t.yaml:8:5: gcp.keyless: unknown key 'impersonater'");
+    load_fails(GHEAD "  customRoles:\n    - id: r_1\n      title: t\n      permission: []\n", &vars,
+               NULL, "t.yaml:10:7: gcp.customRoles[0]: unknown key 'permission'");
+    load_fails(GHEAD "  roles: roles/viewer\n", &vars, NULL,
+               "t.yaml:7:10: gcp: 'roles' must be a sequence, not a string");
+    load_fails(GHEAD "  services:\n    - {a: b}\n", &vars, NULL,
+               "t.yaml:8:7: gcp.services[0] must be a string, not a mapping");
+    load_fails(GHEAD "  services:\n    -\n", &vars, NULL, "t.yaml:8:6: gcp.services[0] is empty");
+    load_fails(HEAD "gcp: []\n", &vars, NULL,
+               "t.yaml:4:6: 'gcp' must be a mapping, not a sequence");
+    load_fails(HEAD "gcp:\n  services: [iam.googleapis.com]\n", &vars, NULL,
+               "t.yaml:5:3: gcp.serviceAccount is missing: the gcp section needs a service "
+               "account with an 'id'");
+    load_fails(HEAD "gcp:\n  serviceAccount:\n    displayName: x\n", &vars, NULL,
+               "t.yaml:6:5: gcp.serviceAccount.id is missing");
+    load_fails(HEAD "gcp:\n  serviceAccount:\n    id: [x]\n", &vars, NULL,
+               "t.yaml:6:9: gcp.serviceAccount: 'id' must be a string, not a sequence");
+    load_fails(GHEAD "  credential: none\n", &vars, NULL,
+               "t.yaml:7:15: gcp.credential must be 'key' or 'keyless', not 'none'");
+
+    /* the service account id, after rendering */
+    struct profile_vars long_name = vars;
+    long_name.cluster_name = "a-forty-character-gke-cluster-name-abcde";
+    load_fails(HEAD "gcp:\n  serviceAccount:\n    id: \"castai-gke-{{cluster.name}}\"\n",
+               &long_name, NULL,
+               "t.yaml:6:9: gcp.serviceAccount.id 'castai-gke-a-forty-character-gke-cluster-name-"
+               "abcde' (rendered from 'castai-gke-{{cluster.name}}') is 51 characters, GCP "
+               "allows 6 to 30 for a service account id: keep the cluster's part short with a "
+               "filter, as in '{{cluster.name | sha1 | trunc 8}}'");
+    struct profile_vars upper = vars;
+    upper.cluster_name = "Prod";
+    load_fails(HEAD "gcp:\n  serviceAccount:\n    id: \"castai-gke-{{cluster.name}}\"\n", &upper,
+               NULL,
+               "t.yaml:6:9: gcp.serviceAccount.id 'castai-gke-Prod' (rendered from "
+               "'castai-gke-{{cluster.name}}') is not a valid GCP service account id: lower-case "
+               "letters, digits and '-', starting with a letter and ending with a letter or "
+               "digit; '{{cluster.name | sha1 | trunc 8}}' fits any cluster name");
+    load_fails(HEAD "gcp:\n  serviceAccount:\n    id: short\n", &vars, NULL,
+               "t.yaml:6:9: gcp.serviceAccount.id 'short' is 5 characters, GCP allows 6 to 30 for "
+               "a service account id");
+    load_fails(HEAD "gcp:\n  serviceAccount:\n    id: 1-account\n", &vars, NULL,
+               "t.yaml:6:9: gcp.serviceAccount.id '1-account' is not a valid GCP service account "
+               "id: lower-case letters, digits and '-', starting with a letter and ending with a "
+               "letter or digit");
+    load_fails(HEAD "gcp:\n  serviceAccount:\n    id: account-\n", &vars, NULL,
+               "t.yaml:6:9: gcp.serviceAccount.id 'account-' is not a valid GCP service account "
+               "id: lower-case letters, digits and '-', starting with a letter and ending with a "
+               "letter or digit");
+    load_fails(HEAD "gcp:\n  serviceAccount:\n    id: \"{{cluster.name | trunc 0}}\"\n", &vars,
+               NULL,
+               "t.yaml:6:9: gcp.serviceAccount.id: template '{{cluster.name | trunc 0}}': filter "
+               "'trunc' needs a length from 1 to 4096, as in 'trunc 8'");
+    struct profile_vars no_name = vars;
+    no_name.cluster_name = NULL;
+    load_fails(GHEAD, &no_name, NULL,
+               "profile 'test': gcp.serviceAccount.id needs {{cluster.name}}, which this cluster "
+               "does not reveal: pass --cluster-name");
+    /* in the gcp section the account is the project, and the message says where it comes from */
+    struct profile_vars no_project = vars;
+    no_project.cloud_account = NULL;
+    load_fails(GHEAD "    description: \"{{cloud.project}}\"\n", &no_project, NULL,
+               "profile 'test': gcp.serviceAccount.description needs {{cloud.project}}, which "
+               "this cluster does not reveal: it is the GCP project id, from the metadata server "
+               "or the key file's project_id: let the agent reach the metadata server or give it "
+               "a key file");
+    char big[1024];
+    snprintf(big, sizeof(big), GHEAD "    displayName: %0101d\n", 0);
+    load_fails(big, &vars, NULL,
+               "t.yaml:7:18: gcp.serviceAccount.displayName is 101 bytes, GCP "
+               "allows 100");
+    snprintf(big, sizeof(big), GHEAD "    description: %0257d\n", 0);
+    load_fails(big, &vars, NULL,
+               "t.yaml:7:18: gcp.serviceAccount.description is 257 bytes, GCP "
+               "allows 256");
+
+    /* services */
+    load_fails(GHEAD "  services:\n    - iam\n", &vars, NULL,
+               "t.yaml:8:7: gcp.services[0] 'iam' is not a service name: a lower-case DNS name, "
+               "as in 'iam.googleapis.com'");
+    load_fails(GHEAD "  services:\n    - IAM.googleapis.com\n", &vars, NULL,
+               "t.yaml:8:7: gcp.services[0] 'IAM.googleapis.com' is not a service name: a "
+               "lower-case DNS name, as in 'iam.googleapis.com'");
+    load_fails(GHEAD "  services:\n    - https://iam.googleapis.com/\n", &vars, NULL,
+               "t.yaml:8:7: gcp.services[0] 'https://iam.googleapis.com/' is not a service name: "
+               "a lower-case DNS name, as in 'iam.googleapis.com'");
+    load_fails(GHEAD "  services:\n    - iam..googleapis.com\n", &vars, NULL,
+               "t.yaml:8:7: gcp.services[0] 'iam..googleapis.com' is not a service name: a "
+               "lower-case DNS name, as in 'iam.googleapis.com'");
+    load_fails(GHEAD "  services:\n    - iam.googleapis.com\n    - compute.googleapis.com\n"
+                     "    - iam.googleapis.com\n",
+               &vars, NULL, "t.yaml:10:7: gcp.services[2] 'iam.googleapis.com' is listed twice");
+
+    /* predefined roles */
+    load_fails(GHEAD "  roles:\n    - container.developer\n", &vars, NULL,
+               "t.yaml:8:7: gcp.roles[0] 'container.developer' is not a predefined role: "
+               "'roles/NAME', as in 'roles/container.developer'");
+    load_fails(GHEAD "  roles:\n    - projects/p/roles/mine\n", &vars, NULL,
+               "t.yaml:8:7: gcp.roles[0] 'projects/p/roles/mine' is not a predefined role: "
+               "'roles/NAME', as in 'roles/container.developer'; a custom role goes in "
+               "gcp.customRoles, which cloudgrant creates and binds to the service account");
+    load_fails(GHEAD "  roles:\n    - roles/\n", &vars, NULL,
+               "t.yaml:8:7: gcp.roles[0] 'roles/' is not a predefined role: 'roles/NAME', as in "
+               "'roles/container.developer'");
+    load_fails(GHEAD "  roles: [roles/viewer, roles/compute.admin, roles/viewer, roles/viewer]\n",
+               &vars, NULL, "t.yaml:7:46: gcp.roles[2] 'roles/viewer' is listed twice");
+
+    /* custom roles */
+#define ROLE GHEAD "  customRoles:\n    - id: castai.gkeAccess\n      title: T\n"
+    assert_int_equal(load(ROLE "      permissions: [compute.zones.get]\n", &vars, NULL, NULL), 0);
+    load_fails(GHEAD "  customRoles:\n    - castai.gkeAccess\n", &vars, NULL,
+               "t.yaml:8:7: gcp.customRoles[0] must be a mapping with 'id', 'title' and "
+               "'permissions', not a string");
+    load_fails(GHEAD "  customRoles:\n    - title: T\n      permissions: [a.b.c]\n", &vars, NULL,
+               "t.yaml:8:7: gcp.customRoles[0].id is missing");
+    load_fails(GHEAD "  customRoles:\n    - id: castai-gke\n", &vars, NULL,
+               "t.yaml:8:11: gcp.customRoles[0].id 'castai-gke' is not a valid GCP role id: 3 to "
+               "64 letters, digits, '_' and '.'");
+    load_fails(GHEAD "  customRoles:\n    - id: \"castai.{{cluster.region}}\"\n", &vars, NULL,
+               "t.yaml:8:11: gcp.customRoles[0].id 'castai.eu-west-1' (rendered from "
+               "'castai.{{cluster.region}}') is not a valid GCP role id: 3 to 64 letters, digits, "
+               "'_' and '.'; '{{cluster.name | sha1 | trunc 8}}' fits any cluster name");
+    load_fails(GHEAD "  customRoles:\n    - id: ab\n", &vars, NULL,
+               "t.yaml:8:11: gcp.customRoles[0].id 'ab' is not a valid GCP role id: 3 to 64 "
+               "letters, digits, '_' and '.'");
+    load_fails(GHEAD "  customRoles:\n    - id: abc\n      permissions: [a.b.c]\n", &vars, NULL,
+               "t.yaml:8:7: gcp.customRoles[0].title is missing");
+    load_fails(GHEAD "  customRoles:\n    - id: abc\n      title: \"\"\n", &vars, NULL,
+               "t.yaml:9:14: gcp.customRoles[0].title is missing");
+    snprintf(big, sizeof(big), ROLE "      description: %0301d\n", 0);
+    load_fails(big, &vars, NULL,
+               "t.yaml:10:20: gcp.customRoles[0].description is 301 bytes, GCP allows 300");
+    snprintf(big, sizeof(big), GHEAD "  customRoles:\n    - id: abc\n      title: %0101d\n", 0);
+    load_fails(big, &vars, NULL,
+               "t.yaml:9:14: gcp.customRoles[0].title is 101 bytes, GCP allows 100");
+    load_fails(ROLE "      stage: ga\n", &vars, NULL,
+               "t.yaml:10:14: gcp.customRoles[0].stage must be ALPHA, BETA, GA, DEPRECATED, "
+               "DISABLED or EAP, not 'ga'");
+    load_fails(ROLE, &vars, NULL,
+               "t.yaml:8:7: gcp.customRoles[0].permissions is missing: a custom role needs at "
+               "least one permission");
+    load_fails(ROLE "      permissions: []\n", &vars, NULL,
+               "t.yaml:10:20: gcp.customRoles[0].permissions is empty: a custom role needs at "
+               "least one permission");
+    load_fails(ROLE "      permissions: compute.zones.get\n", &vars, NULL,
+               "t.yaml:10:20: gcp.customRoles[0]: 'permissions' must be a sequence, not a string");
+    load_fails(ROLE "      permissions:\n        - compute.zones\n", &vars, NULL,
+               "t.yaml:11:11: gcp.customRoles[0].permissions[0] 'compute.zones' is not a GCP "
+               "permission: service.resource.verb, as in 'compute.instances.create'");
+    load_fails(ROLE "      permissions:\n        - compute.zones.get.x\n", &vars, NULL,
+               "t.yaml:11:11: gcp.customRoles[0].permissions[0] 'compute.zones.get.x' is not a "
+               "GCP permission: service.resource.verb, as in 'compute.instances.create'");
+    load_fails(ROLE "      permissions:\n        - roles/compute.admin\n", &vars, NULL,
+               "t.yaml:11:11: gcp.customRoles[0].permissions[0] 'roles/compute.admin' is not a "
+               "GCP permission: service.resource.verb, as in 'compute.instances.create'");
+    load_fails(ROLE "      permissions:\n        - compute.instances.*\n", &vars, NULL,
+               "t.yaml:11:11: gcp.customRoles[0].permissions[0] 'compute.instances.*' is not a "
+               "GCP permission: a custom role lists its permissions one by one, without "
+               "wildcards");
+    load_fails(ROLE
+               "      permissions:\n        - compute.zones.list\n        - compute.zones.get\n"
+               "        - compute.zones.list\n",
+               &vars, NULL,
+               "t.yaml:13:11: gcp.customRoles[0].permissions[2] 'compute.zones.list' is listed "
+               "twice");
+    load_fails(ROLE "      permissions: [a.b.c]\n    - id: castai.gkeAccess\n      title: T\n"
+                    "      permissions: [a.b.c]\n",
+               &vars, NULL, "t.yaml:11:11: gcp.customRoles[1].id 'castai.gkeAccess' is used twice");
+
+    /* more permissions than a custom role holds */
+    size_t cap = 200 + 3001 * 24;
+    char *many = malloc(cap);
+    assert_non_null(many);
+    int len = snprintf(many, cap, ROLE "      permissions:\n");
+    for (int i = 0; i < 3001; i++) {
+        len += snprintf(many + len, cap - (size_t)len, "        - s.r.v%d\n", i);
+    }
+    load_fails(many, &vars, NULL,
+               "t.yaml:11:9: gcp.customRoles[0].permissions has 3001 permissions, GCP allows 3000 "
+               "in a custom role: split it into two custom roles");
+    free(many);
+
+    /* keyless members, checked after rendering */
+    load_fails(GHEAD "  credential: keyless\n  keyless:\n    impersonator: allUsers\n", &vars, NULL,
+               "t.yaml:9:19: gcp.keyless.impersonator 'allUsers' is not an IAM member: use "
+               "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, "
+               "serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA], user:EMAIL, group:EMAIL, "
+               "principal://iam.googleapis.com/... or principalSet://iam.googleapis.com/...");
+    load_fails(GHEAD "  credential: keyless\n  keyless:\n    workloadIdentityUser: "
+                     "\"serviceAccount:{{cloud.account}}.svc.id.goog[ns/{{cluster.name}}_x]\"\n",
+               &vars, NULL,
+               "t.yaml:9:27: gcp.keyless.workloadIdentityUser "
+               "'serviceAccount:123456789012.svc.id.goog[ns/prod_x]' is not an IAM member: use "
+               "serviceAccount:NAME@PROJECT.iam.gserviceaccount.com, "
+               "serviceAccount:PROJECT.svc.id.goog[NAMESPACE/KSA], user:EMAIL, group:EMAIL, "
+               "principal://iam.googleapis.com/... or principalSet://iam.googleapis.com/...");
+    /* with a key, gcp.keyless is checked but not rendered */
+    load_fails(GHEAD "  keyless:\n    impersonator: \"user:{{cluster.nam}}@example.com\"\n", &vars,
+               NULL,
+               "t.yaml:8:19: gcp.keyless.impersonator: template "
+               "'user:{{cluster.nam}}@example.com': unknown variable 'cluster.nam' (variables: "
+               "cluster.name, cluster.id, cluster.region, cloud.account)");
+    assert_int_equal(
+        load(GHEAD "  keyless:\n    impersonator: \"{{cluster.name}}\"\n", &vars, NULL, NULL), 0);
+
+    /* both sections: each is checked */
+    load_fails(USER "gcp:\n  serviceAccount:\n    id: x\n", &vars, NULL,
+               "t.yaml:9:9: gcp.serviceAccount.id 'x' is 1 characters, GCP allows 6 to 30 for a "
+               "service account id");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -762,7 +1344,9 @@ int main(void)
         cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_template_errors),      cmocka_unit_test(test_name_errors),
         cmocka_unit_test(test_role_errors),          cmocka_unit_test(test_document_errors),
-        cmocka_unit_test(test_size_quotas),
+        cmocka_unit_test(test_size_quotas),          cmocka_unit_test(test_node_autoscaler_gcp),
+        cmocka_unit_test(test_platform_access_gcp),  cmocka_unit_test(test_gcp_only),
+        cmocka_unit_test(test_gcp_overrides),        cmocka_unit_test(test_gcp_errors),
     };
     return cmocka_run_group_tests_name("profile", tests, NULL, NULL);
 }
