@@ -152,7 +152,7 @@ int cg_cli_main(int argc, char **argv)
             fprintf(stderr, "cloudgrant: error: %s\n", err.msg);
         }
     } else {
-        code = cg_cmd_aws_on(NULL, &o, env, &stats, &err);
+        code = cg_cmd_cloud_on(NULL, &o, env, &stats, &err);
         if (code != CG_EXIT_OK && code != CG_EXIT_DRIFT) {
             fprintf(stderr, "cloudgrant: error: %s\n", err.msg);
         }

@@ -25,6 +25,14 @@ struct uv_loop_s;
 int cg_cmd_aws_on(struct uv_loop_s *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
                   struct cg_run_stats *stats, struct cg_err *err);
 
+/* The same on GCP (cmd_gcp.c). */
+int cg_cmd_gcp_on(struct uv_loop_s *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                  struct cg_run_stats *stats, struct cg_err *err);
+
+/* The command on the cluster's cloud: --provider, else what the nodes say (cmd_cloud.c). */
+int cg_cmd_cloud_on(struct uv_loop_s *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                    struct cg_run_stats *stats, struct cg_err *err);
+
 /* watch: periodic checks in one process (cmd_watch.c). */
 int cg_cmd_watch(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err);
 

@@ -619,6 +619,7 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
             }
             rc_aws_result_cleanup(&fixed);
             if (rc < 0) {
+                exit_code = CG_EXIT_FAIL;
                 goto out;
             }
             rc = run_mode(&c, RC_MODE_CHECK, &after, err);

@@ -132,7 +132,7 @@ static void run_check(struct watch *w, const struct cg_options *o, cg_getenv_fn 
     co.command = CG_CMD_CHECK;
     struct cg_run_stats st = {0};
     struct cg_err err = {0};
-    int code = cg_cmd_aws_on(&w->loop, &co, getenv_fn, &st, &err);
+    int code = cg_cmd_cloud_on(&w->loop, &co, getenv_fn, &st, &err);
     const char *result = code == CG_EXIT_OK ? "ok" : code == CG_EXIT_DRIFT ? "drift" : "error";
     cg_metrics_add(w->metrics, "cloudgrant_checks_total", 1, "result", result, NULL);
     cg_metrics_add(w->metrics, "cloudgrant_api_calls_total", (double)st.reads, "provider", "aws",

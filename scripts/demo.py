@@ -100,6 +100,57 @@ def aws_demo(binary):
     return failures
 
 
+def gcp_demo(binary):
+    """plan / onboard / onboard again / drift / check --fix / rotate / offboard on GCP, with
+    the node-autoscaler profile, against the GKE emulator and the GCP emulator."""
+    import central_harness
+    import gcp_harness
+    failures = 0
+    token = "demo-report-token"
+    # every request body is checked against gcloud's message classes when gcloud is here
+    validate = gcp_harness.bundled_python() is not None
+    with harness.k8s_api("gke") as api, central_harness.central(token=token) as central, \
+            gcp_harness.gcp(project="acme-prod-321", validate=validate) as g:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AWS_", "KUBE", "CLOUDGRANT_", "GOOGLE_", "GCE_",
+                                    "CLOUDSDK_"))}
+        env.update(g.env())
+        env.update(g.metadata_env())
+        env["CLOUDGRANT_PROFILES_DIR"] = os.path.join(ROOT, "profiles")
+        env["CLOUDGRANT_REPORT_TOKEN"] = token
+        print("\n### GCP: node-autoscaler profile on the GKE cluster, IAM, Service Usage and "
+              "Resource Manager from the emulator %s" % g.url)
+
+        def step(title, args, want=0):
+            nonlocal failures
+            print("\n# %s\n$ cloudgrant %s" % (title, " ".join(args)))
+            sys.stdout.flush()
+            rc = subprocess.call([binary] + args + ["--kubeconfig", api.kubeconfig], env=env)
+            if rc != want:
+                print("exit code %d, expected %d" % (rc, want))
+                failures += 1
+
+        prof = ["--profile", "node-autoscaler"]
+        out = ["--report-url", central.report_url]
+        step("what onboarding would do on a fresh project", ["plan"] + prof)
+        step("onboard: APIs, service account, custom role, bindings, one key handed over",
+             ["onboard"] + prof + out)
+        step("onboard again: nothing to change", ["onboard"] + prof + out)
+        print("\n# someone adds a permission to castai.gkeAccess by hand")
+        role = g.call("GET", "/iam/v1/projects/%s/roles/castai.gkeAccess" % g.project)[1]
+        g.set_role_permissions("castai.gkeAccess",
+                               role["includedPermissions"] + ["compute.instances.setIamPolicy"])
+        step("drift check finds it (exit code 3)", ["check"] + prof, want=3)
+        step("and repairs it", ["check", "--fix"] + prof + out)
+        step("rotate: new key stored and handed over before the old one goes",
+             ["rotate"] + prof + out)
+        step("offboard: delete what cloudgrant created", ["offboard"] + prof + out)
+        if g.violations():
+            print("requests gcloud's model rejects: %s" % g.violations())
+            failures += 1
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "agent", "cloudgrant"))
@@ -131,6 +182,7 @@ def main():
                     print("exit code %d" % rc)
                     failures += 1
     failures += aws_demo(binary)
+    failures += gcp_demo(binary)
     print("\ndemo %s" % ("finished" if failures == 0 else "FAILED (%d runs)" % failures))
     return 1 if failures else 0
 

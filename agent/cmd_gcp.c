@@ -1,0 +1,493 @@
+/* agent/cmd_gcp.c: plan, onboard, check [--fix], rotate and offboard on GCP. */
+#include "cmd.h"
+
+#include "cg_buf.h"
+#include "cg_http.h"
+#include "cg_log.h"
+#include "cg_util.h"
+#include "cmd_out.h"
+#include "gcp/gcp_auth.h"
+#include "gcp/gcp_rest.h"
+#include "handover.h"
+#include "identity.h"
+#include "profile.h"
+#include "rc_gcp.h"
+#include "session.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+struct gcp_ctx {
+    const struct cg_options *o;
+    uv_loop_t *loop; /* NULL: the session makes its own */
+    cg_getenv_fn *getenv_fn;
+    struct cg_session s;
+    struct cg_identity id;
+    struct gcp_auth *auth;
+    struct gcp_rest *api;
+    struct profile *profile;
+    const char *project; /* borrowed from the identity or the key file */
+    struct handover ho;
+    int64_t started_at;
+};
+
+static const char *env_default(const char *name)
+{
+    return getenv(name);
+}
+
+static int setup(struct gcp_ctx *c, struct cg_err *err)
+{
+    const struct cg_options *o = c->o;
+    int rc = cg_session_open_on(&c->s, c->loop, o, c->getenv_fn, err);
+    if (rc < 0) {
+        return cg_err_wrap(err, "cannot load the Kubernetes configuration");
+    }
+    struct cg_identity_opts io = {
+        .provider = o->provider,
+        .cluster_name = o->cluster_name,
+        .region = o->region,
+        .no_metadata = o->no_metadata,
+        .in_cluster = c->s.in_cluster,
+        .getenv = c->getenv_fn,
+    };
+    rc = cg_identity_resolve(c->s.http, c->s.k8s, &io, &c->id, err);
+    if (rc < 0) {
+        cg_err_wrap(err, "cannot read the cluster identity");
+        return CG_EIO; /* reaching the cluster failed: exit 1 */
+    }
+    struct gcp_auth_env ae = {
+        .getenv = c->getenv_fn == env_default ? NULL : c->getenv_fn,
+        .no_metadata = o->no_metadata,
+    };
+    rc = gcp_auth_new(&c->auth, c->s.http, &ae, err);
+    if (rc < 0) {
+        return rc;
+    }
+    /* The project is the cluster's (from its nodes); a key file's project stands in when the
+     * cluster does not tell. */
+    c->project = c->id.k8s.account ? c->id.k8s.account : gcp_auth_project_hint(c->auth);
+    if (c->project == NULL) {
+        return cg_err_set(err, CG_EINVAL,
+                          "cannot tell which GCP project to work in: the nodes do not name it "
+                          "and the credentials carry none; run where the nodes are GKE nodes, "
+                          "or use a service-account key file that names its project_id");
+    }
+    if (c->id.k8s.account == NULL) {
+        c->id.k8s.account = strdup(c->project);
+        c->project = c->id.k8s.account;
+    }
+    struct gcp_rest_config rcfg = {
+        .getenv = c->getenv_fn == env_default ? NULL : c->getenv_fn,
+        .allow_insecure_http = o->allow_insecure_http,
+    };
+    rc = gcp_rest_new(&c->api, c->s.http, c->auth, &rcfg, err);
+    if (rc < 0) {
+        return rc;
+    }
+    rc = handover_open(&c->ho, o, c->getenv_fn, c->s.http, &c->id, c->started_at, err);
+    if (rc < 0) {
+        return rc;
+    }
+    const struct k8s_identity *id = &c->id.k8s;
+    struct profile_vars vars = {
+        .cluster_name = id->name,
+        .cluster_id = id->id,
+        .cluster_region = id->region,
+        .cloud_account = c->project,
+    };
+    struct profile_overrides ov = {
+        .gcp_credential = o->gcp_credential,
+        .gcp_impersonator = o->gcp_impersonator,
+    };
+    rc = profile_load(&c->profile, o->profile, cmd_profiles_dir(o), &vars, &ov, err);
+    if (rc == 0) {
+        rc = profile_require(c->profile, "gcp", err);
+    }
+    return rc;
+}
+
+static void teardown(struct gcp_ctx *c)
+{
+    gcp_rest_free(c->api);
+    if (c->s.http != NULL) {
+        cg_session_close(&c->s);
+    }
+    gcp_auth_free(c->auth);
+    handover_close(&c->ho);
+    cg_identity_cleanup(&c->id);
+    profile_free(c->profile);
+}
+
+static int run_mode(struct gcp_ctx *c, enum rc_mode mode, struct rc_gcp_result *res,
+                    struct cg_err *err)
+{
+    struct rc_gcp_opts ro = {
+        .mode = mode,
+        .api = c->api,
+        .want = &c->profile->gcp,
+        .profile_name = c->profile->name,
+        .project = c->project,
+        .delivered_key_id = c->ho.stored_found ? c->ho.stored.key_id : NULL,
+        .key_record_known = c->ho.store_ready,
+    };
+    return rc_gcp_run(c->s.http, &ro, res, err);
+}
+
+/* What the platform needs to act as the service account: its key, or (keyless) who may
+ * impersonate it. */
+static json_t *credential_json(struct gcp_ctx *c, const char *email, const char *key_id,
+                               const char *key_file)
+{
+    const struct profile_gcp *w = &c->profile->gcp;
+    if (w->credential == PROFILE_GCP_KEYLESS) {
+        json_t *o = json_pack("{s:s, s:s, s:s}", "type", "gcp-impersonation", "projectId",
+                              c->project, "serviceAccount", email);
+        if (o != NULL && w->impersonator) {
+            json_object_set_new(o, "impersonator", json_string(w->impersonator));
+        }
+        if (o != NULL && w->workload_identity_user) {
+            json_object_set_new(o, "workloadIdentityUser", json_string(w->workload_identity_user));
+        }
+        return o;
+    }
+    if (key_id == NULL || key_file == NULL) {
+        return NULL;
+    }
+    json_t *file = json_loads(key_file, 0, NULL);
+    if (file == NULL) {
+        return NULL;
+    }
+    return json_pack("{s:s, s:s, s:s, s:s, s:o}", "type", "gcp-service-account-key", "projectId",
+                     c->project, "serviceAccount", email, "keyId", key_id, "keyFile", file);
+}
+
+/* Deletes keys the platform no longer needs, once the new one is delivered. */
+static int delete_stale(struct gcp_ctx *c, const char *email, char **ids, size_t n,
+                        struct rc_list *changes, struct cg_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = rc_gcp_delete_key(c->s.http, c->api, c->project, email, ids[i], err);
+        if (rc < 0) {
+            return rc;
+        }
+        rc_list_add(changes, "gcp", "key", c->profile->gcp.service_account.id, ids[i], RC_DELETE,
+                    "replaced");
+    }
+    return 0;
+}
+
+/* After a converge: store a new key, hand over what the platform must receive now (a new or
+ * still undelivered key; keyless: who may impersonate), mark it delivered, then delete the
+ * keys it replaces. */
+static int deliver_after(struct gcp_ctx *c, const char *kind, struct rc_list *entries, int drift,
+                         struct rc_gcp_result *res, int *delivered, struct cg_err *err)
+{
+    const struct profile_gcp *w = &c->profile->gcp;
+    struct handover *h = &c->ho;
+    *delivered = 0;
+    if (res->key_id != NULL) {
+        int rc =
+            handover_store_new(h, "gcp", res->email, c->project, res->key_id, res->key_file, err);
+        if (rc < 0) {
+            return cg_err_wrap(err,
+                               "key %s was created for service account '%s' but could not be "
+                               "stored (it will be replaced on the next run)",
+                               res->key_id, res->email);
+        }
+    }
+    const char *key_id = NULL;
+    json_t *cred = NULL;
+    json_t *file = NULL;
+    if (w->credential == PROFILE_GCP_KEY && h->stored_found && !h->stored.delivered) {
+        key_id = h->stored.key_id;
+        cred = credential_json(c, res->email, key_id, h->stored.secret);
+        file = json_loads(h->stored.secret, 0, NULL);
+    } else if (w->credential == PROFILE_GCP_KEYLESS) {
+        cred = credential_json(c, res->email, NULL, NULL);
+    }
+    int rc = handover_send(h, kind, entries, drift, NULL, cred, file, key_id, err);
+    handover_wipe_json(cred);
+    handover_wipe_json(file);
+    json_decref(cred);
+    json_decref(file);
+    if (rc < 0) {
+        if (key_id != NULL) {
+            cg_err_wrap(err,
+                        "key %s is kept in Secret %s/%s and will be handed over on the next run",
+                        key_id, h->store.ns, h->store.name);
+        }
+        return rc;
+    }
+    if (key_id != NULL) {
+        rc = handover_mark_delivered(h, delivered, err);
+    }
+    /* Only a delivered key may replace the others. */
+    if (rc == 0 && res->stale_count > 0 && (*delivered || key_id == NULL)) {
+        rc = delete_stale(c, res->email, res->stale_keys, res->stale_count, entries, err);
+    }
+    return rc;
+}
+
+static void print_result(struct gcp_ctx *c, const char *verb, const struct rc_gcp_result *res)
+{
+    if (cmd_json_out(c->o)) {
+        json_t *root = json_pack("{s:o}", "changes", cmd_entries_json(&res->entries, 0));
+        if (res->resources.count > 0) {
+            json_object_set_new(root, "resources", cmd_entries_json(&res->resources, 0));
+        }
+        cmd_print_json(root);
+        return;
+    }
+    printf("%s: profile %s, GCP project %s, service account %s\n", verb, c->profile->name,
+           c->project, res->email ? res->email : c->profile->gcp.service_account.id);
+    cmd_print_entries(&res->entries, 0, stdout);
+    printf("%zu change%s\n", res->entries.count, res->entries.count == 1 ? "" : "s");
+}
+
+/* rotate: a new key is created, stored and delivered before the old one is deleted. */
+static int rotate(struct gcp_ctx *c, struct rc_gcp_result *res, int *delivered, struct cg_err *err)
+{
+    char *old = c->ho.stored.key_id ? strdup(c->ho.stored.key_id) : NULL;
+    int rc = rc_gcp_create_key(c->s.http, c->api, c->project, res->email, &res->key_id,
+                               &res->key_file, err);
+    if (rc == 0) {
+        rc_list_add(&res->entries, "gcp", "key", c->profile->gcp.service_account.id, res->key_id,
+                    RC_CREATE, "rotated");
+        if (old != NULL) {
+            res->stale_keys = calloc(1, sizeof(char *));
+            if (res->stale_keys != NULL) {
+                res->stale_keys[0] = old;
+                res->stale_count = 1;
+                old = NULL;
+            }
+        }
+        rc = deliver_after(c, "OnboardingReport", &res->entries, 0, res, delivered, err);
+    }
+    free(old);
+    return rc;
+}
+
+int cg_cmd_gcp_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                  struct cg_run_stats *stats, struct cg_err *err)
+{
+    struct gcp_ctx c = {.o = o, .loop = loop, .getenv_fn = getenv_fn ? getenv_fn : env_default};
+    struct rc_gcp_result res = {0};
+    struct rc_gcp_result after = {0};
+    int exit_code = CG_EXIT_FAIL;
+    int rc;
+    c.started_at = (int64_t)time(NULL);
+
+    if (o->profile == NULL) {
+        cg_err_set(err, CG_EINVAL,
+                   "'%s' needs --profile NAME|PATH (built-in: node-autoscaler, platform-access)",
+                   cg_command_name(o->command));
+        return CG_EXIT_USAGE;
+    }
+    rc = setup(&c, err);
+    if (rc < 0) {
+        exit_code = rc == CG_EINVAL || rc == CG_ENOTFOUND ? CG_EXIT_USAGE : CG_EXIT_FAIL;
+        goto out;
+    }
+    const struct profile_gcp *w = &c.profile->gcp;
+    int hands_key = w->credential == PROFILE_GCP_KEY;
+    int mutates = o->command == CG_CMD_ONBOARD || o->command == CG_CMD_ROTATE ||
+                  (o->command == CG_CMD_CHECK && o->fix);
+    if (hands_key && mutates && !handover_has_channel(&c.ho)) {
+        cg_err_set(err, CG_EINVAL,
+                   "profile '%s' hands a service-account key over, and there is nowhere to hand "
+                   "it: pass --report-url URL (the platform), or --credentials-out FILE",
+                   c.profile->name);
+        exit_code = CG_EXIT_USAGE;
+        goto out;
+    }
+    if (o->command == CG_CMD_ROTATE && !hands_key) {
+        cg_err_set(err, CG_EINVAL, "profile '%s' is keyless on GCP: there is no key to rotate",
+                   c.profile->name);
+        exit_code = CG_EXIT_USAGE;
+        goto out;
+    }
+    rc = handover_store_open(&c.ho, c.s.k8s, c.profile->name, err);
+    if (rc < 0) {
+        exit_code = CG_EXIT_USAGE;
+        goto out;
+    }
+    if (hands_key && handover_store_read(&c.ho, err) < 0) {
+        goto out;
+    }
+    const char *sa = w->service_account.id;
+    switch (o->command) {
+    case CG_CMD_PLAN:
+        rc = run_mode(&c, RC_MODE_PLAN, &res, err);
+        if (rc < 0) {
+            goto out;
+        }
+        if (cmd_json_out(o)) {
+            cmd_print_json(json_pack("{s:o}", "actions", cmd_entries_json(&res.entries, 0)));
+        } else {
+            print_result(&c, "plan", &res);
+        }
+        cmd_summarize(
+            stats, "plan: %zu change%s to service account %s in GCP project %s (profile %s)",
+            res.entries.count, res.entries.count == 1 ? "" : "s", sa, c.project, c.profile->name);
+        exit_code = CG_EXIT_OK;
+        break;
+    case CG_CMD_CHECK: {
+        rc = run_mode(&c, RC_MODE_CHECK, &res, err);
+        if (rc < 0) {
+            goto out;
+        }
+        exit_code = res.entries.count ? CG_EXIT_DRIFT : CG_EXIT_OK;
+        int delivered = 0;
+        struct rc_gcp_result fixed = {0};
+        if (o->fix && res.entries.count > 0) {
+            rc = run_mode(&c, RC_MODE_APPLY, &fixed, err);
+            if (rc == 0) {
+                rc = deliver_after(&c, "DriftReport", &res.entries, 1, &fixed, &delivered, err);
+            }
+            rc_gcp_result_cleanup(&fixed);
+            if (rc < 0) {
+                exit_code = CG_EXIT_FAIL;
+                goto out;
+            }
+            rc = run_mode(&c, RC_MODE_CHECK, &after, err);
+            if (rc < 0) {
+                goto out;
+            }
+            exit_code = after.entries.count ? CG_EXIT_DRIFT : CG_EXIT_OK;
+        } else {
+            rc = deliver_after(&c, "DriftReport", &res.entries, 1, &fixed, &delivered, err);
+            if (rc < 0) {
+                exit_code = CG_EXIT_FAIL;
+                goto out;
+            }
+        }
+        if (cmd_json_out(o)) {
+            json_t *root = json_pack("{s:o}", "drift", cmd_entries_json(&res.entries, 1));
+            if (o->fix) {
+                json_object_set_new(root, "remaining", cmd_entries_json(&after.entries, 1));
+            }
+            cmd_print_json(root);
+        } else if (res.entries.count == 0) {
+            printf("no drift: service account %s matches profile %s\n", res.email, c.profile->name);
+        } else {
+            printf("drift: service account %s differs from profile %s\n", res.email,
+                   c.profile->name);
+            cmd_print_entries(&res.entries, 1, stdout);
+            if (o->fix) {
+                printf(after.entries.count ? "not repaired:\n" : "repaired\n");
+                cmd_print_entries(&after.entries, 1, stdout);
+            }
+        }
+        if (res.entries.count == 0) {
+            cmd_summarize(
+                stats, "check: no drift; service account %s in GCP project %s matches profile %s",
+                res.email, c.project, c.profile->name);
+        } else {
+            cmd_summarize(
+                stats, "check: %zu drift entr%s on service account %s in GCP project %s%s",
+                res.entries.count, res.entries.count == 1 ? "y" : "ies", res.email, c.project,
+                !o->fix               ? " (run check --fix to repair)"
+                : after.entries.count ? ", not all repaired"
+                                      : ", repaired");
+        }
+        break;
+    }
+    case CG_CMD_ONBOARD:
+    case CG_CMD_ROTATE: {
+        rc = run_mode(&c, RC_MODE_APPLY, &res, err);
+        int delivered = 0;
+        if (rc < 0) {
+            /* a key created before the failure is still stored and handed over */
+            struct cg_err derr = {0};
+            if (res.key_id != NULL) {
+                deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, &derr);
+            } else if (c.ho.report_on) {
+                handover_send(&c.ho, "OnboardingReport", &res.entries, 0, err->msg, NULL, NULL,
+                              NULL, &derr);
+            }
+            print_result(&c, cg_command_name(o->command), &res);
+            goto out;
+        }
+        if (o->command == CG_CMD_ROTATE && res.key_id == NULL) {
+            rc = deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, err);
+            if (rc == 0) {
+                rc = rotate(&c, &res, &delivered, err);
+            }
+        } else {
+            rc = deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, err);
+        }
+        print_result(&c, cg_command_name(o->command), &res);
+        if (delivered && !cmd_json_out(o)) {
+            printf("key %s handed over%s%s%s\n", c.ho.stored.key_id,
+                   c.ho.report_on ? " to the platform" : "",
+                   o->credentials_out && strcmp(o->credentials_out, "-") ? " and written to " : "",
+                   o->credentials_out && strcmp(o->credentials_out, "-") ? o->credentials_out : "");
+        }
+        if (rc < 0) {
+            goto out;
+        }
+        cmd_summarize(
+            stats,
+            "%s: service account %s in GCP project %s converged to profile %s, %zu change%s%s%s%s",
+            cg_command_name(o->command), res.email, c.project, c.profile->name, res.entries.count,
+            res.entries.count == 1 ? "" : "s", delivered ? "; key " : "",
+            delivered ? c.ho.stored.key_id : "", delivered ? " handed over" : "");
+        exit_code = CG_EXIT_OK;
+        break;
+    }
+    case CG_CMD_OFFBOARD: {
+        rc = run_mode(&c, RC_MODE_OFFBOARD, &res, err);
+        struct cg_err rerr = {0};
+        int hrc = 0;
+        if (rc == 0) {
+            hrc = credstore_delete(&c.ho.store, &rerr);
+            if (hrc == 0 && c.ho.report_on) {
+                hrc = handover_send(&c.ho, "OffboardingReport", &res.entries, 0, NULL, NULL, NULL,
+                                    NULL, &rerr);
+            }
+        } else if (c.ho.report_on) {
+            handover_send(&c.ho, "OffboardingReport", &res.entries, 0, err->msg, NULL, NULL, NULL,
+                          &rerr);
+        }
+        print_result(&c, "offboard", &res);
+        if (rc == 0 && hrc < 0) {
+            *err = rerr;
+            rc = hrc;
+        }
+        if (rc < 0) {
+            goto out;
+        }
+        cmd_summarize(stats, "offboard: %zu change%s of profile %s in GCP project %s",
+                      res.entries.count, res.entries.count == 1 ? "" : "s", c.profile->name,
+                      c.project);
+        exit_code = CG_EXIT_OK;
+        break;
+    }
+    default:
+        cg_err_set(err, CG_EINVAL, "command '%s' does not apply to GCP",
+                   cg_command_name(o->command));
+        exit_code = CG_EXIT_USAGE;
+        break;
+    }
+out:
+    fflush(stdout);
+    if (stats != NULL) {
+        struct gcp_rest_stats gs = {0};
+        if (c.api != NULL) {
+            gcp_rest_get_stats(c.api, &gs);
+        }
+        stats->reads = gs.reads;
+        stats->writes = gs.writes;
+        stats->drift = o->command == CG_CMD_CHECK ? res.entries.count : 0;
+        stats->remaining = o->fix ? after.entries.count : stats->drift;
+    }
+    rc_gcp_result_cleanup(&res);
+    rc_gcp_result_cleanup(&after);
+    teardown(&c);
+    return exit_code;
+}
