@@ -221,6 +221,30 @@ def test_platform_access_profile_with_credentials_file(e):
 
 
 @with_env
+def test_platform_access_every_command(e):
+    prof = ["--profile", "platform-access"]
+    email = sa_email("platform-access-")
+    member = "serviceAccount:" + email
+    expect(e.run("plan", *prof), 0, "roles/compute.admin")
+    expect(e.run("onboard", *prof), 0, "handed over")
+    expect(e.run("check", *prof), 0, "no drift")
+    e.g.remove_binding("roles/compute.admin", member)
+    expect(e.run("check", *prof), 3, "roles/compute.admin")
+    expect(e.run("check", "--fix", *prof), 0, "repaired")
+    old = e.keys(email)
+    expect(e.run("rotate", *prof), 0, "handed over")
+    new = e.keys(email)
+    assert len(new) == 1 and new != old, (old, new)
+    for r in e.reports("OnboardingReport"):
+        if isinstance(r["credentials"], dict) and "keyFile" in r["credentials"]:
+            ISSUED.add(r["credentials"]["keyFile"]["private_key"])
+    expect(e.run("offboard", *prof), 0)
+    assert member not in json.dumps(e.policy())
+    assert e.g.gcloud_run("iam", "service-accounts", "describe", email,
+                          "--project", PROJECT).returncode != 0
+
+
+@with_env
 def test_keyless_impersonation(e):
     who = "serviceAccount:platform@castai-prod.iam.gserviceaccount.com"
     p = e.run("onboard", "--gcp-credential", "keyless", "--gcp-impersonator", who)
@@ -249,6 +273,9 @@ def test_keyless_impersonation(e):
            "repaired")
     pol = e.g.gcloud("iam", "service-accounts", "get-iam-policy", email, "--project", PROJECT)
     assert "user:mallory@example.com" not in json.dumps(pol), pol
+    expect(e.run("offboard", "--gcp-credential", "keyless", "--gcp-impersonator", who), 0)
+    assert e.g.gcloud_run("iam", "service-accounts", "describe", email,
+                          "--project", PROJECT).returncode != 0
 
 
 @with_env
