@@ -61,46 +61,32 @@ static void write_termination_log(const char *path, const char *command, int cod
 static int cmd_identity(const struct cg_options *o, char *summary, size_t summary_len,
                         struct cg_err *err)
 {
-    struct cg_session s;
-    int rc = cg_session_open(&s, o, env, err);
+    struct cmd_base b;
+    int rc = cmd_base_open(&b, NULL, o, env, err);
     if (rc < 0) {
-        cg_err_wrap(err, "cannot load the Kubernetes configuration");
-        return fail(err);
-    }
-    struct cg_identity_opts io = {
-        .provider = o->provider,
-        .cluster_name = o->cluster_name,
-        .region = o->region,
-        .no_metadata = o->no_metadata,
-        .in_cluster = s.in_cluster,
-        .getenv = env,
-    };
-    struct cg_identity id;
-    rc = cg_identity_resolve(s.http, s.k8s, &io, &id, err);
-    cg_session_close(&s);
-    if (rc < 0) {
-        cg_err_wrap(err, "cannot read the cluster identity");
-        /* the configuration was valid; talking to the cluster failed */
+        cmd_base_close(&b);
         fail(err);
-        return CG_EXIT_FAIL;
+        return rc == CG_EIO ? CG_EXIT_FAIL : exit_code_for(rc);
     }
+    cg_session_close(&b.s); /* done with the network */
+    const struct cg_identity *id = &b.id;
     if (o->output != NULL && strcmp(o->output, "json") == 0) {
-        char *text = cg_identity_json(&id);
+        char *text = cg_identity_json(id);
         if (text == NULL) {
-            cg_identity_cleanup(&id);
+            cmd_base_close(&b);
             cg_err_set(err, CG_ENOMEM, "out of memory");
             return fail(err);
         }
         printf("%s\n", text);
         free(text);
     } else {
-        cg_identity_print_text(&id, stdout);
+        cg_identity_print_text(id, stdout);
     }
-    const struct k8s_identity *k = &id.k8s;
+    const struct k8s_identity *k = &id->k8s;
     snprintf(summary, summary_len, "identity: provider %s, cluster %s, region %s, account %s",
              k->provider ? k->provider : "unknown", k->name ? k->name : "(unknown)",
              k->region ? k->region : "(unknown)", k->account ? k->account : "(unknown)");
-    cg_identity_cleanup(&id);
+    cmd_base_close(&b);
     return fflush(stdout) == 0 ? CG_EXIT_OK : CG_EXIT_FAIL;
 }
 

@@ -5,7 +5,9 @@
 
 #include "cg_err.h"
 #include "cli.h"
+#include "identity.h"
 #include "options.h"
+#include "session.h"
 
 /* What one run did, for watch's metrics. */
 struct cg_run_stats {
@@ -17,19 +19,30 @@ struct cg_run_stats {
                              message); "" when it failed before doing anything */
 };
 
-/* plan, onboard, check [--fix], rotate, offboard on AWS. getenv_fn NULL = the process
- * environment. */
-int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err);
-/* The same on the caller's loop, filling stats (may be NULL). */
+/* What every cloud command starts from, made once per run: the session (loop, engine,
+ * Kubernetes client) and the cluster's identity. */
+struct cmd_base {
+    struct cg_session s;
+    struct cg_identity id;
+    int id_ok;
+};
 struct uv_loop_s;
-int cg_cmd_aws_on(struct uv_loop_s *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
-                  struct cg_run_stats *stats, struct cg_err *err);
+/* Opens the session on `loop` (NULL: its own) and reads the identity. <0 with err:
+ * CG_EINVAL/CG_ENOTFOUND for a bad configuration, CG_EIO when the cluster could not be read. */
+int cmd_base_open(struct cmd_base *b, struct uv_loop_s *loop, const struct cg_options *o,
+                  cg_getenv_fn *getenv_fn, struct cg_err *err);
+/* Closes the session (idempotent: a command may close it early) and frees the identity. */
+void cmd_base_close(struct cmd_base *b);
 
-/* The same on GCP (cmd_gcp.c). */
-int cg_cmd_gcp_on(struct uv_loop_s *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
-                  struct cg_run_stats *stats, struct cg_err *err);
+/* plan, onboard, check [--fix], rotate, offboard on the base's cluster, filling stats (may be
+ * NULL). getenv_fn NULL = the process environment. Each returns the exit code. */
+int cg_cmd_aws_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                   struct cg_run_stats *stats, struct cg_err *err);
+int cg_cmd_gcp_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                   struct cg_run_stats *stats, struct cg_err *err);
 
-/* The command on the cluster's cloud: --provider, else what the nodes say (cmd_cloud.c). */
+/* The command on the cluster's cloud (--provider, else what the nodes say), on `loop` (NULL:
+ * its own) (cmd_cloud.c). */
 int cg_cmd_cloud_on(struct uv_loop_s *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
                     struct cg_run_stats *stats, struct cg_err *err);
 

@@ -32,10 +32,8 @@
 
 struct aws_ctx {
     const struct cg_options *o;
-    uv_loop_t *loop; /* NULL: the session makes its own */
     cg_getenv_fn *getenv_fn;
-    struct cg_session s;
-    struct cg_identity id;
+    struct cmd_base *b; /* the session and the identity; borrowed */
     struct aws_creds_provider *creds;
     struct aws_query_client *sts;
     struct aws_query_client *iam;
@@ -135,7 +133,7 @@ static void on_trust(const char *principal_arn, const char *external_id, const s
 static int setup_handover(struct aws_ctx *c, struct cg_err *err)
 {
     const struct cg_options *o = c->o;
-    int rc = handover_open(&c->ho, o, c->getenv_fn, c->s.http, &c->id, c->started_at, err);
+    int rc = handover_open(&c->ho, o, c->getenv_fn, c->b->s.http, &c->b->id, c->started_at, err);
     if (rc < 0) {
         return rc;
     }
@@ -150,13 +148,13 @@ static int setup_handover(struct aws_ctx *c, struct cg_err *err)
                                     o->allow_insecure_report || o->allow_insecure_http,
                                     "trust principal URL", err);
         if (rc == 0) {
-            rc = report_fetch_trust(c->s.http, &c->ho.report, o->trust_principal_url, on_trust, &t,
-                                    err);
+            rc = report_fetch_trust(c->b->s.http, &c->ho.report, o->trust_principal_url, on_trust,
+                                    &t, err);
         }
         if (rc < 0) {
             return rc;
         }
-        cg_http_run(c->s.http);
+        cg_http_run(c->b->s.http);
         if (t.err.code != 0) {
             free(t.principal);
             free(t.external_id);
@@ -172,33 +170,10 @@ static int setup_handover(struct aws_ctx *c, struct cg_err *err)
 static int setup(struct aws_ctx *c, struct cg_err *err)
 {
     const struct cg_options *o = c->o;
-    int rc = cg_session_open_on(&c->s, c->loop, o, c->getenv_fn, err);
-    if (rc < 0) {
-        return cg_err_wrap(err, "cannot load the Kubernetes configuration");
-    }
-    struct cg_identity_opts io = {
-        .provider = o->provider,
-        .cluster_name = o->cluster_name,
-        .region = o->region,
-        .no_metadata = o->no_metadata,
-        .in_cluster = c->s.in_cluster,
-        .getenv = c->getenv_fn,
-    };
-    rc = cg_identity_resolve(c->s.http, c->s.k8s, &io, &c->id, err);
-    if (rc < 0) {
-        cg_err_wrap(err, "cannot read the cluster identity");
-        return CG_EIO; /* reaching the cluster failed: exit 1 */
-    }
-    const struct k8s_identity *id = &c->id.k8s;
-    if (strcmp(id->provider, "aws") != 0) {
-        return cg_err_set(err, CG_EINVAL,
-                          "the cluster runs on '%s', and this version manages AWS identities "
-                          "only; pass --provider aws if the cluster is on AWS after all",
-                          id->provider);
-    }
-
+    int rc;
+    const struct k8s_identity *id = &c->b->id.k8s; /* on AWS: cmd_cloud.c chose */
     struct aws_env env = {.getenv = c->getenv_fn == env_default ? NULL : c->getenv_fn};
-    rc = aws_creds_chain_new(&c->creds, c->s.http, &env, err);
+    rc = aws_creds_chain_new(&c->creds, c->b->s.http, &env, err);
     if (rc < 0) {
         return rc;
     }
@@ -214,7 +189,7 @@ static int setup(struct aws_ctx *c, struct cg_err *err)
         .service = "sts", .version = "2011-06-15", .endpoint = sts_url, .region = region};
     rc = cg_url_check_transport(sts_url, o->allow_insecure_http, "STS endpoint", err);
     if (rc == 0) {
-        rc = aws_query_client_new(&c->sts, c->s.http, c->creds, &sc, err);
+        rc = aws_query_client_new(&c->sts, c->b->s.http, c->creds, &sc, err);
     }
     free(env_region);
     if (rc < 0) {
@@ -226,7 +201,7 @@ static int setup(struct aws_ctx *c, struct cg_err *err)
     if (rc < 0) {
         return rc;
     }
-    cg_http_run(c->s.http);
+    cg_http_run(c->b->s.http);
     if (who.err.code != 0) {
         *err = who.err;
         return cg_err_wrap(err, "cannot tell which AWS account the credentials belong to");
@@ -246,7 +221,7 @@ static int setup(struct aws_ctx *c, struct cg_err *err)
     if (id->account == NULL) {
         /* the cluster did not reveal its account: the credentials' account is the one the
          * identity is made in, and what reports will name */
-        c->id.k8s.account = strdup(c->account);
+        c->b->id.k8s.account = strdup(c->account);
     } else if (strcmp(id->account, c->account) != 0) {
         CG_LOG(CG_LOG_WARN, "aws",
                "the cluster runs in account %s but the credentials act in account %s: the "
@@ -287,7 +262,7 @@ static int setup(struct aws_ctx *c, struct cg_err *err)
         .service = "iam", .version = "2010-05-08", .endpoint = iam_url, .region = iam_region};
     rc = cg_url_check_transport(iam_url, o->allow_insecure_http, "IAM endpoint", err);
     if (rc == 0) {
-        rc = aws_query_client_new(&c->iam, c->s.http, c->creds, &ic, err);
+        rc = aws_query_client_new(&c->iam, c->b->s.http, c->creds, &ic, err);
     }
     return rc;
 }
@@ -296,12 +271,11 @@ static void teardown(struct aws_ctx *c)
 {
     aws_query_client_free(c->iam);
     aws_query_client_free(c->sts);
-    if (c->s.http != NULL) {
+    if (c->b->s.http != NULL) {
         /* the provider may hold timers on the loop: close the engine first */
-        cg_session_close(&c->s);
+        cg_session_close(&c->b->s);
     }
     aws_creds_provider_free(c->creds);
-    cg_identity_cleanup(&c->id);
     profile_free(c->profile);
     free(c->account);
     free(c->partition);
@@ -322,11 +296,11 @@ static int run_mode(struct aws_ctx *c, enum rc_mode mode, struct rc_aws_result *
         .want = &c->profile->aws,
         .account = c->account,
         .partition = c->partition,
-        .cluster_id = c->id.k8s.id,
+        .cluster_id = c->b->id.k8s.id,
         .delivered_key_id = c->ho.stored_found ? c->ho.stored.key_id : NULL,
         .key_record_known = c->ho.store_ready,
     };
-    return rc_aws_run(c->s.http, &ro, res, err);
+    return rc_aws_run(c->b->s.http, &ro, res, err);
 }
 
 /* What the platform needs to act: the key of a user, or the role ARN and external ID. */
@@ -435,7 +409,7 @@ static int iam_call(struct aws_ctx *c, const char *action, const struct aws_para
     if (rc < 0) {
         return rc;
     }
-    cg_http_run(c->s.http);
+    cg_http_run(c->b->s.http);
     if (one.err.code != 0) {
         *err = one.err;
         json_decref(one.result);
@@ -525,15 +499,10 @@ static void print_result(struct aws_ctx *c, const char *verb, const struct rc_aw
     printf("%zu change%s\n", n, n == 1 ? "" : "s");
 }
 
-int cg_cmd_aws(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err)
+int cg_cmd_aws_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                   struct cg_run_stats *stats, struct cg_err *err)
 {
-    return cg_cmd_aws_on(NULL, o, getenv_fn, NULL, err);
-}
-
-int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
-                  struct cg_run_stats *stats, struct cg_err *err)
-{
-    struct aws_ctx c = {.o = o, .loop = loop, .getenv_fn = getenv_fn ? getenv_fn : env_default};
+    struct aws_ctx c = {.o = o, .b = b, .getenv_fn = getenv_fn ? getenv_fn : env_default};
     struct rc_aws_result res = {0};
     struct rc_aws_result after = {0};
     struct rc_list extra = {0};
@@ -541,13 +510,6 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
     int rc;
     c.started_at = (int64_t)time(NULL);
 
-    if (o->profile == NULL) {
-        cg_err_set(err, CG_EINVAL,
-                   "'%s' needs --profile NAME|PATH (built-in: node-autoscaler, "
-                   "platform-access)",
-                   cg_command_name(o->command));
-        return CG_EXIT_USAGE;
-    }
     rc = setup(&c, err);
     if (rc < 0) {
         exit_code = rc == CG_EINVAL || rc == CG_ENOTFOUND ? CG_EXIT_USAGE : CG_EXIT_FAIL;
@@ -575,7 +537,7 @@ int cg_cmd_aws_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
     }
     /* The Secret is the record of which key the platform has, and the write-ahead store of a
      * key until it is delivered. */
-    rc = handover_store_open(&c.ho, c.s.k8s, c.profile->name, err);
+    rc = handover_store_open(&c.ho, c.b->s.k8s, c.profile->name, err);
     if (rc < 0) {
         exit_code = CG_EXIT_USAGE;
         goto out;

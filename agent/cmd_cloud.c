@@ -1,69 +1,68 @@
-/* agent/cmd_cloud.c: which cloud a command acts on. */
+/* agent/cmd_cloud.c: the session and identity a cloud command starts from, and which cloud
+ * it acts on. */
 #include "cmd.h"
 
-#include "identity.h"
-#include "session.h"
-
-#include <stdlib.h>
 #include <string.h>
-#include <uv.h>
 
-/* The provider from --provider, else from the nodes alone (their providerID says it; no
- * metadata call is needed for that). *out is static. */
-static int provider_of(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
-                       const char **out, struct cg_err *err)
+int cmd_base_open(struct cmd_base *b, uv_loop_t *loop, const struct cg_options *o,
+                  cg_getenv_fn *getenv_fn, struct cg_err *err)
 {
-    static const char *const known[] = {"aws", "gcp", "azure", "outscale"};
-    const char *p = o->provider;
-    struct cg_session s;
-    struct cg_identity id;
-    int resolved = 0;
-    if (p == NULL) {
-        int rc = cg_session_open_on(&s, loop, o, getenv_fn, err);
-        if (rc < 0) {
-            cg_err_wrap(err, "cannot load the Kubernetes configuration");
-            return rc;
-        }
-        struct cg_identity_opts io = {
-            .no_metadata = 1, .in_cluster = s.in_cluster, .getenv = getenv_fn};
-        rc = cg_identity_resolve(s.http, s.k8s, &io, &id, err);
-        cg_session_close(&s);
-        if (rc < 0) {
-            cg_err_wrap(err, "cannot read the cluster identity");
-            return CG_EIO;
-        }
-        p = id.k8s.provider;
-        resolved = 1;
+    memset(b, 0, sizeof(*b));
+    int rc = cg_session_open_on(&b->s, loop, o, getenv_fn, err);
+    if (rc < 0) {
+        return cg_err_wrap(err, "cannot load the Kubernetes configuration");
     }
-    *out = "unknown";
-    for (size_t i = 0; p != NULL && i < sizeof(known) / sizeof(known[0]); i++) {
-        if (strcmp(p, known[i]) == 0) {
-            *out = known[i];
-        }
+    struct cg_identity_opts io = {
+        .provider = o->provider,
+        .cluster_name = o->cluster_name,
+        .region = o->region,
+        .no_metadata = o->no_metadata,
+        .in_cluster = b->s.in_cluster,
+        .getenv = getenv_fn,
+    };
+    rc = cg_identity_resolve(b->s.http, b->s.k8s, &io, &b->id, err);
+    if (rc < 0) {
+        cg_err_wrap(err, "cannot read the cluster identity");
+        return CG_EIO; /* the configuration was valid; reaching the cluster failed: exit 1 */
     }
-    if (resolved) {
-        cg_identity_cleanup(&id);
-    }
+    b->id_ok = 1;
     return 0;
+}
+
+void cmd_base_close(struct cmd_base *b)
+{
+    cg_session_close(&b->s);
+    if (b->id_ok) {
+        cg_identity_cleanup(&b->id);
+        b->id_ok = 0;
+    }
 }
 
 int cg_cmd_cloud_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
                     struct cg_run_stats *stats, struct cg_err *err)
 {
-    const char *provider = NULL;
-    int rc = provider_of(loop, o, getenv_fn, &provider, err);
+    if (o->profile == NULL) {
+        cg_err_set(err, CG_EINVAL,
+                   "'%s' needs --profile NAME|PATH (built-in: node-autoscaler, platform-access)",
+                   cg_command_name(o->command));
+        return CG_EXIT_USAGE;
+    }
+    struct cmd_base b;
+    int rc = cmd_base_open(&b, loop, o, getenv_fn, err);
+    int code;
     if (rc < 0) {
-        return rc == CG_EINVAL || rc == CG_ENOTFOUND ? CG_EXIT_USAGE : CG_EXIT_FAIL;
+        code = rc == CG_EINVAL || rc == CG_ENOTFOUND ? CG_EXIT_USAGE : CG_EXIT_FAIL;
+    } else if (strcmp(b.id.k8s.provider, "gcp") == 0) {
+        code = cg_cmd_gcp_run(&b, o, getenv_fn, stats, err);
+    } else if (strcmp(b.id.k8s.provider, "aws") == 0) {
+        code = cg_cmd_aws_run(&b, o, getenv_fn, stats, err);
+    } else {
+        cg_err_set(err, CG_EINVAL,
+                   "the cluster runs on '%s', and this version manages AWS and GCP identities "
+                   "only; pass --provider aws|gcp if the cluster is on one of them after all",
+                   b.id.k8s.provider);
+        code = CG_EXIT_USAGE;
     }
-    if (strcmp(provider, "gcp") == 0) {
-        return cg_cmd_gcp_on(loop, o, getenv_fn, stats, err);
-    }
-    if (strcmp(provider, "aws") == 0) {
-        return cg_cmd_aws_on(loop, o, getenv_fn, stats, err);
-    }
-    cg_err_set(err, CG_EINVAL,
-               "the cluster runs on '%s', and this version manages AWS and GCP identities only; "
-               "pass --provider aws|gcp if the cluster is on one of them after all",
-               provider);
-    return CG_EXIT_USAGE;
+    cmd_base_close(&b);
+    return code;
 }

@@ -23,10 +23,8 @@
 
 struct gcp_ctx {
     const struct cg_options *o;
-    uv_loop_t *loop; /* NULL: the session makes its own */
     cg_getenv_fn *getenv_fn;
-    struct cg_session s;
-    struct cg_identity id;
+    struct cmd_base *b; /* the session and the identity; borrowed */
     struct gcp_auth *auth;
     struct gcp_rest *api;
     struct profile *profile;
@@ -43,57 +41,41 @@ static const char *env_default(const char *name)
 static int setup(struct gcp_ctx *c, struct cg_err *err)
 {
     const struct cg_options *o = c->o;
-    int rc = cg_session_open_on(&c->s, c->loop, o, c->getenv_fn, err);
-    if (rc < 0) {
-        return cg_err_wrap(err, "cannot load the Kubernetes configuration");
-    }
-    struct cg_identity_opts io = {
-        .provider = o->provider,
-        .cluster_name = o->cluster_name,
-        .region = o->region,
-        .no_metadata = o->no_metadata,
-        .in_cluster = c->s.in_cluster,
-        .getenv = c->getenv_fn,
-    };
-    rc = cg_identity_resolve(c->s.http, c->s.k8s, &io, &c->id, err);
-    if (rc < 0) {
-        cg_err_wrap(err, "cannot read the cluster identity");
-        return CG_EIO; /* reaching the cluster failed: exit 1 */
-    }
+    int rc;
     struct gcp_auth_env ae = {
         .getenv = c->getenv_fn == env_default ? NULL : c->getenv_fn,
         .no_metadata = o->no_metadata,
     };
-    rc = gcp_auth_new(&c->auth, c->s.http, &ae, err);
+    rc = gcp_auth_new(&c->auth, c->b->s.http, &ae, err);
     if (rc < 0) {
         return rc;
     }
     /* The project is the cluster's (from its nodes); a key file's project stands in when the
      * cluster does not tell. */
-    c->project = c->id.k8s.account ? c->id.k8s.account : gcp_auth_project_hint(c->auth);
+    c->project = c->b->id.k8s.account ? c->b->id.k8s.account : gcp_auth_project_hint(c->auth);
     if (c->project == NULL) {
         return cg_err_set(err, CG_EINVAL,
                           "cannot tell which GCP project to work in: the nodes do not name it "
                           "and the credentials carry none; run where the nodes are GKE nodes, "
                           "or use a service-account key file that names its project_id");
     }
-    if (c->id.k8s.account == NULL) {
-        c->id.k8s.account = strdup(c->project);
-        c->project = c->id.k8s.account;
+    if (c->b->id.k8s.account == NULL) {
+        c->b->id.k8s.account = strdup(c->project);
+        c->project = c->b->id.k8s.account;
     }
     struct gcp_rest_config rcfg = {
         .getenv = c->getenv_fn == env_default ? NULL : c->getenv_fn,
         .allow_insecure_http = o->allow_insecure_http,
     };
-    rc = gcp_rest_new(&c->api, c->s.http, c->auth, &rcfg, err);
+    rc = gcp_rest_new(&c->api, c->b->s.http, c->auth, &rcfg, err);
     if (rc < 0) {
         return rc;
     }
-    rc = handover_open(&c->ho, o, c->getenv_fn, c->s.http, &c->id, c->started_at, err);
+    rc = handover_open(&c->ho, o, c->getenv_fn, c->b->s.http, &c->b->id, c->started_at, err);
     if (rc < 0) {
         return rc;
     }
-    const struct k8s_identity *id = &c->id.k8s;
+    const struct k8s_identity *id = &c->b->id.k8s;
     struct profile_vars vars = {
         .cluster_name = id->name,
         .cluster_id = id->id,
@@ -114,12 +96,11 @@ static int setup(struct gcp_ctx *c, struct cg_err *err)
 static void teardown(struct gcp_ctx *c)
 {
     gcp_rest_free(c->api);
-    if (c->s.http != NULL) {
-        cg_session_close(&c->s);
+    if (c->b->s.http != NULL) {
+        cg_session_close(&c->b->s);
     }
     gcp_auth_free(c->auth);
     handover_close(&c->ho);
-    cg_identity_cleanup(&c->id);
     profile_free(c->profile);
 }
 
@@ -135,7 +116,7 @@ static int run_mode(struct gcp_ctx *c, enum rc_mode mode, struct rc_gcp_result *
         .delivered_key_id = c->ho.stored_found ? c->ho.stored.key_id : NULL,
         .key_record_known = c->ho.store_ready,
     };
-    return rc_gcp_run(c->s.http, &ro, res, err);
+    return rc_gcp_run(c->b->s.http, &ro, res, err);
 }
 
 /* What the platform needs to act as the service account: its key, or (keyless) who may
@@ -171,7 +152,7 @@ static int delete_stale(struct gcp_ctx *c, const char *email, char **ids, size_t
                         struct rc_list *changes, struct cg_err *err)
 {
     for (size_t i = 0; i < n; i++) {
-        int rc = rc_gcp_delete_key(c->s.http, c->api, c->project, email, ids[i], err);
+        int rc = rc_gcp_delete_key(c->b->s.http, c->api, c->project, email, ids[i], err);
         if (rc < 0) {
             return rc;
         }
@@ -253,7 +234,7 @@ static void print_result(struct gcp_ctx *c, const char *verb, const struct rc_gc
 static int rotate(struct gcp_ctx *c, struct rc_gcp_result *res, int *delivered, struct cg_err *err)
 {
     char *old = c->ho.stored.key_id ? strdup(c->ho.stored.key_id) : NULL;
-    int rc = rc_gcp_create_key(c->s.http, c->api, c->project, res->email, &res->key_id,
+    int rc = rc_gcp_create_key(c->b->s.http, c->api, c->project, res->email, &res->key_id,
                                &res->key_file, err);
     if (rc == 0) {
         rc_list_add(&res->entries, "gcp", "key", c->profile->gcp.service_account.id, res->key_id,
@@ -272,22 +253,16 @@ static int rotate(struct gcp_ctx *c, struct rc_gcp_result *res, int *delivered, 
     return rc;
 }
 
-int cg_cmd_gcp_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,
-                  struct cg_run_stats *stats, struct cg_err *err)
+int cg_cmd_gcp_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                   struct cg_run_stats *stats, struct cg_err *err)
 {
-    struct gcp_ctx c = {.o = o, .loop = loop, .getenv_fn = getenv_fn ? getenv_fn : env_default};
+    struct gcp_ctx c = {.o = o, .b = b, .getenv_fn = getenv_fn ? getenv_fn : env_default};
     struct rc_gcp_result res = {0};
     struct rc_gcp_result after = {0};
     int exit_code = CG_EXIT_FAIL;
     int rc;
     c.started_at = (int64_t)time(NULL);
 
-    if (o->profile == NULL) {
-        cg_err_set(err, CG_EINVAL,
-                   "'%s' needs --profile NAME|PATH (built-in: node-autoscaler, platform-access)",
-                   cg_command_name(o->command));
-        return CG_EXIT_USAGE;
-    }
     rc = setup(&c, err);
     if (rc < 0) {
         exit_code = rc == CG_EINVAL || rc == CG_ENOTFOUND ? CG_EXIT_USAGE : CG_EXIT_FAIL;
@@ -311,7 +286,7 @@ int cg_cmd_gcp_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *get
         exit_code = CG_EXIT_USAGE;
         goto out;
     }
-    rc = handover_store_open(&c.ho, c.s.k8s, c.profile->name, err);
+    rc = handover_store_open(&c.ho, c.b->s.k8s, c.profile->name, err);
     if (rc < 0) {
         exit_code = CG_EXIT_USAGE;
         goto out;
