@@ -112,6 +112,16 @@ int gcp_rest_call_all(struct gcp_rest *c, enum gcp_api api, const char *path, co
 int gcp_rest_wait(struct gcp_rest *c, enum gcp_api api, json_t *operation, const char *label,
                   gcp_rest_cb *cb, void *data, struct cg_err *err);
 
+/* Confirms that something just made is visible, for Google's eventual consistency (a new
+ * service account, a just-enabled API): GETs `path` until `need` (0 = 1) reads in a row
+ * succeed. A read failing with one of `flags`' GCP_RETRY_* conditions resets the count and
+ * reads again after a backoff (poll_ms doubling, with jitter, capped at 5 s), within
+ * consistency_ms (then CG_ETIMEDOUT "GCP <label>: still NOT_FOUND after <n> s of retries;
+ * wait a few minutes and run again"); any other error is the result. result: the last read.
+ * Every read counts in the stats. */
+int gcp_rest_confirm(struct gcp_rest *c, enum gcp_api api, const char *path, const char *label,
+                     int flags, unsigned need, gcp_rest_cb *cb, void *data, struct cg_err *err);
+
 /* Counters (for "a rerun makes zero mutating calls" and the benchmark), one per logical call
  * (pages count; engine retries and consistency retries do not). Reads: GET, and POSTs whose
  * path ends in ":getIamPolicy" or ":batchGet"; everything else is a write. */

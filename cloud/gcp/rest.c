@@ -648,13 +648,13 @@ static int fetch_token(struct rcall *q, struct cg_err *err);
 /* Builds and submits the HTTP request; on failure err is filled and nothing was sent. */
 static int submit(struct rcall *q, struct cg_err *err);
 
-static const char *retry_reason(const struct rcall *q, const struct gcp_error *g)
+static const char *retry_reason(int flags, const struct gcp_error *g)
 {
-    if ((q->flags & GCP_RETRY_SERVICE_DISABLED) && g->status == 403 &&
+    if ((flags & GCP_RETRY_SERVICE_DISABLED) && g->status == 403 &&
         strcmp(g->reason, "SERVICE_DISABLED") == 0) {
         return "SERVICE_DISABLED";
     }
-    if ((q->flags & GCP_RETRY_NOT_FOUND) &&
+    if ((flags & GCP_RETRY_NOT_FOUND) &&
         (g->status == 404 || strcmp(g->rpc, "NOT_FOUND") == 0 ||
          (g->status == 400 && strstr(g->message, "does not exist") != NULL))) {
         return "NOT_FOUND";
@@ -680,7 +680,7 @@ static void on_wait_done(void *data, int canceled)
 static int consistency_retry(struct rcall *q, const struct gcp_error *g)
 {
     struct gcp_rest *c = q->c;
-    const char *why = retry_reason(q, g);
+    const char *why = retry_reason(q->flags, g);
     if (why == NULL) {
         return 0;
     }
@@ -1309,5 +1309,148 @@ int gcp_rest_wait(struct gcp_rest *c, enum gcp_api api, json_t *operation, const
     }
     CG_LOG(CG_LOG_DEBUG, "gcp", "GCP operation %s (%s): polling in %ld ms", w->name, w->clean,
            wait);
+    return 0;
+}
+
+/* ---- consecutive reads ------------------------------------------------------------------ */
+
+/* A read-until-stable loop: Google's IAM and Service Usage are eventually consistent, and one
+ * successful read of a new service account or a just-enabled API can come from a replica
+ * that has it while the next call lands on one that does not. */
+struct confirm {
+    struct gcp_rest *c;
+    enum gcp_api api;
+    char *path;
+    char *label;
+    char clean[MAX_LABEL];
+    char subj[MAX_LABEL + 8];
+    int flags;
+    unsigned need, got, waits, reads;
+    uint64_t started;
+    gcp_rest_cb *cb;
+    void *data;
+};
+
+static void confirm_free(struct confirm *k)
+{
+    free(k->path);
+    free(k->label);
+    free(k);
+}
+
+static void confirm_fail(struct confirm *k, const struct gcp_error *gerr, const struct cg_err *err)
+{
+    struct gcp_error none = {.status = err->http_status};
+    k->cb(NULL, gerr ? gerr : &none, err, k->data);
+    confirm_free(k);
+}
+
+static void on_confirm_read(json_t *result, const struct gcp_error *gerr, const struct cg_err *err,
+                            void *data);
+
+static void confirm_read(struct confirm *k)
+{
+    struct cg_err e = {0};
+    k->reads++;
+    if (gcp_rest_call(k->c, k->api, "GET", k->path, NULL, k->label, 0, on_confirm_read, k, &e) <
+        0) {
+        confirm_fail(k, NULL, &e);
+    }
+}
+
+static void on_confirm_timer(void *data, int canceled)
+{
+    struct confirm *k = data;
+    if (canceled) {
+        struct cg_err e = {0};
+        set_err(&e, CG_ECANCELED, 0, "%s: cancelled", k->subj);
+        confirm_fail(k, NULL, &e);
+        return;
+    }
+    confirm_read(k);
+}
+
+static void on_confirm_read(json_t *result, const struct gcp_error *gerr, const struct cg_err *err,
+                            void *data)
+{
+    struct confirm *k = data;
+    struct gcp_rest *c = k->c;
+    const char *why = NULL;
+    if (err == NULL) {
+        if (++k->got >= k->need) {
+            CG_LOG(CG_LOG_DEBUG, "gcp", "GCP %s: confirmed by %u consecutive reads (%u in all)",
+                   k->clean, k->got, k->reads);
+            k->cb(result, NULL, NULL, k->data);
+            confirm_free(k);
+            return;
+        }
+    } else if (gerr == NULL || (why = retry_reason(k->flags, gerr)) == NULL) {
+        confirm_fail(k, gerr, err);
+        return;
+    } else {
+        k->got = 0; /* a miss after a hit: the hit was one replica's view */
+    }
+    uint64_t now = cg_now_ms();
+    uint64_t deadline = k->started + (uint64_t)c->consistency_ms;
+    if (now >= deadline) {
+        char d[32];
+        struct cg_err e = {0};
+        fmt_duration(d, sizeof(d), c->consistency_ms);
+        set_err(&e, CG_ETIMEDOUT, 0,
+                "%s: still %s after %s of retries; wait a few minutes and run again", k->subj,
+                why ? why : "not stable", d);
+        confirm_fail(k, gerr, &e);
+        return;
+    }
+    long wait = backoff_ms(c, k->waits++);
+    if ((uint64_t)wait > deadline - now) {
+        wait = (long)(deadline - now);
+    }
+    int rc = cg_http_after(c->http, wait, on_confirm_timer, k);
+    if (rc < 0) {
+        struct cg_err e = {0};
+        set_err(&e, rc, 0, "%s: %s", k->subj, cg_errc_str(rc));
+        confirm_fail(k, NULL, &e);
+        return;
+    }
+    CG_LOG(CG_LOG_DEBUG, "gcp", "GCP %s: %s (%u of %u reads), reading again in %ld ms", k->clean,
+           why ? why : "seen", k->got, k->need, wait);
+}
+
+int gcp_rest_confirm(struct gcp_rest *c, enum gcp_api api, const char *path, const char *label,
+                     int flags, unsigned need, gcp_rest_cb *cb, void *data, struct cg_err *err)
+{
+    if (c == NULL || cb == NULL || path == NULL || (int)api < 0 || api >= GCP_API_COUNT) {
+        return cg_err_set(err, CG_EINVAL, "gcp_rest_confirm: missing argument");
+    }
+    if (!valid_path(path)) {
+        return cg_err_set(err, CG_EINVAL, "gcp_rest_confirm: invalid path");
+    }
+    struct confirm *k = calloc(1, sizeof(*k));
+    if (k == NULL || (k->path = cg_strdup0(path)) == NULL ||
+        (label != NULL && (k->label = cg_strdup0(label)) == NULL)) {
+        if (k != NULL) {
+            confirm_free(k);
+        }
+        return cg_err_set(err, CG_ENOMEM, "out of memory");
+    }
+    one_line(k->clean, sizeof(k->clean), label ? label : path, strlen(label ? label : path));
+    subject(k->subj, sizeof(k->subj), k->clean);
+    k->c = c;
+    k->api = api;
+    k->flags = flags;
+    k->need = need > 0 ? need : 1;
+    k->started = cg_now_ms();
+    k->cb = cb;
+    k->data = data;
+    struct cg_err e = {0};
+    k->reads++;
+    if (gcp_rest_call(c, api, "GET", path, NULL, label, 0, on_confirm_read, k, &e) < 0) {
+        confirm_free(k);
+        if (err != NULL) {
+            *err = e;
+        }
+        return e.code;
+    }
     return 0;
 }

@@ -734,6 +734,64 @@ static void test_call_not_found_retried(void **state)
     res_clear(&r);
 }
 
+static void confirm(struct env *e, const char *path, int flags, unsigned need, struct res *r)
+{
+    struct cg_err err = {0};
+    res_clear(r);
+    if (gcp_rest_confirm(e->c, GCP_IAM, path, "confirm x", flags, need, on_res, r, &err) != 0) {
+        fail_msg("confirm: %s", err.msg);
+    }
+    assert_int_equal(r->calls, 0);
+    cg_http_run(e->h);
+    assert_int_equal(r->calls, 1);
+}
+
+static void test_confirm_consecutive_reads(void **state)
+{
+    struct env *e = *state;
+    struct res r = {0};
+    struct http_mock_resp miss = {.status = 404, .body = GERR(404, "NOT_FOUND", "Unknown SA")};
+    struct http_mock_resp hit = {.body = sa_json};
+    /* miss, hit, miss: the count starts again; then two hits in a row */
+    http_mock_push(e->m, &miss);
+    http_mock_push(e->m, &hit);
+    http_mock_push(e->m, &miss);
+    http_mock_push(e->m, &hit);
+    http_mock_push(e->m, &hit);
+    confirm(e, "v1/projects/p/serviceAccounts/x", GCP_RETRY_NOT_FOUND, 2, &r);
+    assert_string_equal(r.msg, "");
+    assert_string_equal(json_string_value(json_object_get(r.json, "email")),
+                        "x@p.iam.gserviceaccount.com");
+    assert_int_equal(http_mock_count(e->m), 5);
+    for (int i = 0; i < 5; i++) {
+        assert_string_equal(http_mock_req_method(e->m, i), "GET");
+    }
+    struct gcp_rest_stats st;
+    gcp_rest_get_stats(e->c, &st);
+    assert_int_equal(st.reads, 5);
+    assert_int_equal(st.writes, 0);
+
+    /* an error that is not the condition asked for ends it at once */
+    http_mock_push(e->m, &hit);
+    http_mock_push(e->m, &(struct http_mock_resp){.status = 403,
+                                                  .body = GERR(403, "PERMISSION_DENIED", "no")});
+    confirm(e, "v1/projects/p/serviceAccounts/x", GCP_RETRY_NOT_FOUND, 2, &r);
+    assert_int_equal(r.code, CG_EAUTH);
+    assert_int_equal(http_mock_count(e->m), 7);
+
+    /* a resource that never settles: the budget ends it with a message that says what to do */
+    client(e, 200, 10);
+    http_mock_set_default(e->m, &miss);
+    confirm(e, "v1/projects/p/serviceAccounts/x", GCP_RETRY_NOT_FOUND, 2, &r);
+    assert_int_equal(r.code, CG_ETIMEDOUT);
+    assert_string_equal(r.msg, "GCP confirm x: still NOT_FOUND after 0.2 s of retries; wait a "
+                               "few minutes and run again");
+    assert_int_equal(
+        gcp_rest_confirm(e->c, GCP_IAM, "../x", NULL, 0, 2, on_res, &r, &(struct cg_err){0}),
+        CG_EINVAL);
+    res_clear(&r);
+}
+
 static void close_engine(void *data, int canceled)
 {
     struct env *e = data;
@@ -1337,6 +1395,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_call_service_disabled_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_service_disabled_budget_spent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_not_found_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_confirm_consecutive_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_cancelled_while_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_token_failures, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_timeout, setup, teardown),
