@@ -197,6 +197,63 @@ static int read_services(struct run *r)
     return rc;
 }
 
+/* A just-enabled API answers SERVICE_DISABLED from some replicas for a while, and a new
+ * service account is missing from some: before depending on either, read it until
+ * CONFIRM_READS reads in a row succeed (gcp_rest_confirm). */
+#define CONFIRM_READS 2
+
+static int confirm(struct run *r, struct slot *s, size_t n)
+{
+    cg_http_run(r->h);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i].err.code != 0 && rc == 0) {
+            fail_first(r, &s[i].err);
+            rc = s[i].err.code;
+        }
+        slot_reset(&s[i]);
+    }
+    return rc;
+}
+
+static void submit_confirm(struct run *r, struct slot *s, enum gcp_api api, const char *path,
+                           const char *label, int flags)
+{
+    slot_reset(s);
+    if (path == NULL || gcp_rest_confirm(r->o->api, api, path, label, flags, CONFIRM_READS, on_slot,
+                                         s, &s->err) < 0) {
+        if (s->err.code == 0) {
+            cg_err_set(&s->err, CG_ENOMEM, "out of memory");
+        }
+    }
+}
+
+/* The APIs cloudgrant calls next (IAM, Resource Manager), when they were just enabled. */
+static int confirm_apis(struct run *r, const int *fresh)
+{
+    struct slot s[2] = {0};
+    size_t n = 0;
+    for (size_t i = 0; i < r->w->service_count; i++) {
+        const char *svc = r->w->services[i];
+        char *path = NULL;
+        if (!fresh[i]) {
+            continue;
+        }
+        if (strcmp(svc, "iam.googleapis.com") == 0) {
+            path = fmt("v1/projects/%s/serviceAccounts?pageSize=1", r->o->project);
+            submit_confirm(r, &s[n++], GCP_IAM, path, "confirm that the IAM API is enabled",
+                           GCP_RETRY_SERVICE_DISABLED);
+        } else if (strcmp(svc, "cloudresourcemanager.googleapis.com") == 0) {
+            path = fmt("v1/projects/%s", r->o->project);
+            submit_confirm(r, &s[n++], GCP_CRM, path,
+                           "confirm that the Resource Manager API is enabled",
+                           GCP_RETRY_SERVICE_DISABLED);
+        }
+        free(path);
+    }
+    return confirm(r, s, n);
+}
+
 /* Enables what is missing, at most SERVICES_PER_ENABLE per call, and waits for the
  * operations; an already-enabled answer (a no-op operation) costs no poll. */
 static int enable_services(struct run *r)
@@ -258,9 +315,16 @@ static int enable_services(struct run *r)
     free(slots);
     free(waits);
     if (rc == 0) {
+        int *fresh = calloc(w->service_count + 1, sizeof(int));
         for (size_t i = 0; i < w->service_count; i++) {
+            if (fresh != NULL) {
+                fresh[i] = !r->svc_enabled[i];
+            }
             r->svc_enabled[i] = 1;
         }
+        rc = fresh != NULL ? confirm_apis(r, fresh)
+                           : cg_err_set(&r->first, CG_ENOMEM, "out of memory");
+        free(fresh);
     }
     return rc;
 }
@@ -913,6 +977,13 @@ static int apply_identity(struct run *r, struct rc_list *done)
     }
     for (size_t i = 0; i < n; i++) {
         slot_reset(&s[i]);
+    }
+    if (rc == 0 && create_sa) {
+        /* the key and the grants that follow name the new account */
+        char *label = fmt("confirm that service account '%s' exists", r->email);
+        submit_confirm(r, &s[0], GCP_IAM, r->sa_path, label, GCP_RETRY_NOT_FOUND);
+        free(label);
+        rc = confirm(r, s, 1);
     }
     free(s);
     free(undeleted);

@@ -482,6 +482,7 @@ class ServiceAccount:
         self.keys = {}  # key id -> Key
         self.policy = Policy(etag="ACAB")
         self.invisible_for = 0  # setIamPolicy calls that will not see it yet
+        self.get_pattern = ""  # what the next GETs see ('-' miss, '+' hit), then always hits
         sys_key = Key(self, "SYSTEM_MANAGED", None)
         self.keys[sys_key.key_id] = sys_key
 
@@ -602,6 +603,7 @@ class State:
         for s in cfg.enabled:
             self.services[s] = "ENABLED"
         self.enable_lag_left = {}
+        self.enable_pattern_left = {}
         self.operations = {}
         self.accounts = {}  # email -> ServiceAccount
         self.roles = {}  # role id -> Role
@@ -949,6 +951,11 @@ class IamApi:
         sa = st.find_sa(ident)
         if sa is None or not st.project_matches(p):
             raise ApiError("NOT_FOUND", "Unknown service account")
+        if permission == "iam.serviceAccounts.get" and sa.get_pattern:
+            # eventual consistency, replica by replica: '-' misses, '+' sees it
+            seen, sa.get_pattern = sa.get_pattern[0] == "+", sa.get_pattern[1:]
+            if not seen:
+                raise ApiError("NOT_FOUND", "Unknown service account")
         return sa
 
     def sa_create(self, ctx, p):
@@ -980,6 +987,7 @@ class IamApi:
                              % (st.project.project_id, email)}])
         sa = ServiceAccount(st.project, aid, dn, desc)
         sa.invisible_for = ctx.emu.sa_visibility_lag
+        sa.get_pattern = ctx.emu.sa_get_pattern
         st.accounts[email] = sa
         return 200, sa.render()
 
@@ -1330,6 +1338,7 @@ class ServiceUsageApi:
             new_state = "DISABLED" if op.action == "disable" else "ENABLED"
             if st.services[s] != new_state and new_state == "ENABLED":
                 st.enable_lag_left[s] = ctx.emu.enable_lag
+                st.enable_pattern_left[s] = ctx.emu.enable_pattern
             st.services[s] = new_state
         rendered = [self.render_service(st, s) for s in op.services]
         if op.action == "batchEnable":
@@ -1512,6 +1521,8 @@ class Emulator:
         self.op_polls = args.op_polls
         self.enable_lag = args.enable_lag
         self.sa_visibility_lag = args.sa_visibility_lag
+        self.sa_get_pattern = ""
+        self.enable_pattern = ""
         self.token_ttl = args.token_ttl
         self.delay_ms = args.delay_ms
         self.verbose = args.verbose
@@ -1663,6 +1674,10 @@ class Emulator:
         if not off and st.enable_lag_left.get(service, 0) > 0:
             st.enable_lag_left[service] -= 1  # enabled, not yet propagated
             off = True
+        elif not off and st.enable_pattern_left.get(service):
+            # propagating replica by replica: '-' still disabled here, '+' enabled
+            pat = st.enable_pattern_left[service]
+            off, st.enable_pattern_left[service] = pat[0] == "-", pat[1:]
         if not off:
             return
         msg = ("%s has not been used in project %s before or it is disabled. Enable it by "
@@ -2111,6 +2126,11 @@ class ApiHandler(EmulatorHandler):
             for k in ("op_polls", "enable_lag", "sa_visibility_lag", "token_ttl", "delay_ms"):
                 if k in req:
                     setattr(emu, k, int(req[k]))
+            for k in ("sa_get_pattern", "enable_pattern"):
+                if k in req:
+                    if not isinstance(req[k], str) or set(req[k]) - set("+-"):
+                        raise ControlError("%s is a string of '+' and '-'" % k)
+                    setattr(emu, k, req[k])
             return {"ok": True}
         with st.lock:
             return self.control_state(emu, st, action, req)

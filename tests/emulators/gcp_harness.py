@@ -59,6 +59,7 @@ The yielded object has:
                     .age_deleted_role(role_id, days)
                     .inject_concurrent_write_on_next_set()
                     .set_enable_lag(n) .set_sa_visibility_lag(n) .set_op_polls(n)
+                    .set_sa_get_pattern("-+-") .set_enable_pattern("-+-")
                     .set_token_ttl(seconds) .expire_tokens(email=None)
                     .issue_token(email=None, scopes=None, ttl=None) -> access token
                     .add_predefined_role(name, title=None, permissions=())
@@ -293,6 +294,16 @@ class Gcp:
 
     def set_sa_visibility_lag(self, n):
         return self._control("config", {"sa_visibility_lag": int(n)})
+
+    def set_sa_get_pattern(self, pattern):
+        """What the GETs of each service account created from now on see, one character a
+        read ('-' NOT_FOUND, '+' found), before they always find it: "-+-" is a replica
+        that misses, one that sees it, and one that misses again."""
+        return self._control("config", {"sa_get_pattern": pattern})
+
+    def set_enable_pattern(self, pattern):
+        """The same for a service just enabled: '-' answers SERVICE_DISABLED."""
+        return self._control("config", {"enable_pattern": pattern})
 
     def set_op_polls(self, n):
         return self._control("config", {"op_polls": int(n)})
