@@ -120,14 +120,16 @@ static int run_mode(struct gcp_ctx *c, enum rc_mode mode, struct rc_gcp_result *
 }
 
 /* What the platform needs to act as the service account: its key, or (keyless) who may
- * impersonate it. */
+ * impersonate it or use it through Workload Identity Federation. */
 static json_t *credential_json(struct gcp_ctx *c, const char *email, const char *key_id,
                                const char *key_file)
 {
     const struct profile_gcp *w = &c->profile->gcp;
     if (w->credential == PROFILE_GCP_KEYLESS) {
-        json_t *o = json_pack("{s:s, s:s, s:s}", "type", "gcp-impersonation", "projectId",
-                              c->project, "serviceAccount", email);
+        /* impersonation when there is an impersonator, else Workload Identity Federation */
+        json_t *o = json_pack("{s:s, s:s, s:s}", "type",
+                              w->impersonator ? "gcp-impersonation" : "gcp-workload-identity",
+                              "projectId", c->project, "serviceAccount", email);
         if (o != NULL && w->impersonator) {
             json_object_set_new(o, "impersonator", json_string(w->impersonator));
         }

@@ -356,6 +356,80 @@ def test_fresh_project_with_lagging_apis_and_new_account(e):
 
 
 @with_env
+def test_flapping_replicas_are_confirmed_by_consecutive_reads(e):
+    # A just-enabled API and a new service account, seen by one replica and missed by the
+    # next: the agent reads until two reads in a row succeed before it depends on them.
+    e.g.disable_service("iam.googleapis.com")
+    e.g.set_enable_pattern("-+-")
+    e.g.set_sa_get_pattern("-+-")
+    expect(e.run("onboard"), 0)
+    reqs = e.g.requests()
+    sa_gets = [r["status"] for r in reqs if r["method"] == "GET" and r["api"] == "iam"
+               and r["path"].endswith("/serviceAccounts/" + sa_email())]
+    # miss, hit, miss (count reset), hit, hit: confirmed only after the last two
+    assert sa_gets[-5:] == [404, 200, 404, 200, 200], sa_gets
+    first_key = next(i for i, r in enumerate(reqs) if r["path"].endswith("/keys")
+                     and r["method"] == "POST")
+    last_get = max(i for i, r in enumerate(reqs) if r["method"] == "GET"
+                   and r["path"].endswith("/serviceAccounts/" + sa_email()))
+    assert last_get < first_key, "the key was asked for before the account was confirmed"
+    lists = [r["status"] for r in reqs if r["api"] == "iam" and r["method"] == "GET"
+             and r["path"].endswith("/serviceAccounts")]
+    assert 403 in lists and lists[-2:] == [200, 200], lists
+    assert len(e.keys()) == 1
+
+
+@with_env
+def test_keyless_workload_identity_federation(e):
+    # A profile whose keyless grant is Workload Identity Federation: the platform's external
+    # identity (a pool subject) may act as the service account; no key, no impersonator.
+    wif = ("principal://iam.googleapis.com/projects/123456789012/locations/global/"
+           "workloadIdentityPools/platform/subject/castai-%s" % CLUSTER)
+    path = os.path.join(e.dir, "wif.yaml")
+    with open(path, "w") as f:
+        f.write("""apiVersion: cloudgrant.io/v1alpha1
+kind: GrantProfile
+name: wif-access
+gcp:
+  serviceAccount:
+    id: "wif-{{cluster.name | sha1 | trunc 8}}"
+    description: "Federated access for {{cluster.name}} (managed by cloudgrant)"
+  services: [serviceusage.googleapis.com, iam.googleapis.com,
+             cloudresourcemanager.googleapis.com, compute.googleapis.com]
+  roles: [roles/compute.viewer]
+  credential: keyless
+  keyless:
+    workloadIdentityUser: "%s"
+""" % wif)
+    env = {"CLOUDGRANT_PROFILE": path}
+    email = sa_email("wif-")
+    p = e.run("plan", env=env)
+    expect(p, 0, "roles/iam.workloadIdentityUser")
+    expect(e.run("onboard", env=env), 0)
+    assert e.keys(email) == []
+    pol = e.g.gcloud("iam", "service-accounts", "get-iam-policy", email, "--project", PROJECT)
+    grants = {(b["role"], m) for b in pol.get("bindings", []) for m in b["members"]}
+    assert grants == {("roles/iam.workloadIdentityUser", wif)}, grants
+    cred = e.reports("OnboardingReport")[-1]["credentials"]
+    assert cred == {"type": "gcp-workload-identity", "projectId": PROJECT,
+                    "serviceAccount": email, "workloadIdentityUser": wif}, cred
+    assert e.secret() is None or "key.json" not in e.secret().get("data", {})
+    e.g.clear_requests()
+    expect(e.run("onboard", env=env), 0, "0 changes")
+    assert not e.writes()
+    # the federation binding removed by hand is drift, and --fix puts it back
+    e.g.call("POST", "/iam/v1/projects/%s/serviceAccounts/%s:setIamPolicy" % (PROJECT, email),
+             {"policy": {"bindings": []}})
+    expect(e.run("check", env=env), 3, "roles/iam.workloadIdentityUser")
+    expect(e.run("check", "--fix", env=env), 0, "repaired")
+    pol = e.g.gcloud("iam", "service-accounts", "get-iam-policy", email, "--project", PROJECT)
+    assert wif in json.dumps(pol), pol
+    expect(e.run("offboard", env=env), 0)
+    assert e.g.gcloud_run("iam", "service-accounts", "describe", email,
+                          "--project", PROJECT).returncode != 0
+
+
+@with_env
 def test_org_policy_forbids_keys(e):
     e.g.set_org_policy_disable_key_creation(True)
     p = e.run("onboard")
