@@ -36,6 +36,8 @@ static const char *const providers[] = {"aws", "gcp", "azure", "outscale", NULL}
 static const char *const levels[] = {"error", "warn", "info", "debug", "trace", NULL};
 static const char *const aws_modes[] = {"user", "role", NULL};
 static const char *const gcp_credentials[] = {"key", "keyless", NULL};
+static const char *const azure_credentials[] = {"secret", "federated", NULL};
+static const char *const azure_grants[] = {"builtin", "custom", NULL};
 
 #define OFF(f) offsetof(struct cg_options, f)
 static const struct opt_def opts[] = {
@@ -95,6 +97,16 @@ static const struct opt_def opts[] = {
     {"gcp-impersonator", 0, OPT_STRING, OFF(gcp_impersonator), "MEMBER",
      "GCP keyless: the platform's IAM member, e.g. serviceAccount:sa@p.iam.gserviceaccount.com",
      NULL},
+    {"azure-credential", 0, OPT_STRING, OFF(azure_credential), "KIND",
+     "Azure: secret (a client secret handed over) or federated (the platform's tokens, no secret)",
+     azure_credentials},
+    {"azure-federated-issuer", 0, OPT_STRING, OFF(azure_federated_issuer), "URL",
+     "Azure federated: the OIDC issuer of the platform's tokens (https://...)", NULL},
+    {"azure-federated-subject", 0, OPT_STRING, OFF(azure_federated_subject), "SUBJECT",
+     "Azure federated: the subject ('sub') of the platform's tokens", NULL},
+    {"azure-grant", 0, OPT_STRING, OFF(azure_grant), "KIND",
+     "Azure: builtin (the profile's built-in roles) or custom (its least-privilege custom role)",
+     azure_grants},
     {"termination-log", 0, OPT_STRING, OFF(termination_log), "FILE",
      "write a one-line outcome here when done (in a pod: /dev/termination-log)", NULL},
 };
@@ -289,6 +301,10 @@ void cg_options_usage(FILE *out)
                      opts[i].arg ? opts[i].arg : "");
         }
         env_name(&opts[i], env, sizeof(env));
+        if (strlen(left) > 30) { /* a long flag gets a line of its own */
+            fprintf(out, "  %s\n", left);
+            left[0] = '\0';
+        }
         fprintf(out, "  %-30s %s\n  %-30s [%s]\n", left, opts[i].help, "", env);
     }
     fprintf(out, "\nexit codes: 0 success, 1 failure, 2 usage or bad input, 3 drift found\n");

@@ -52,12 +52,16 @@ struct cg_options {
     const char *trust_principal_url;
     const char *secret_name;
     const char *secret_namespace;
-    const char *interval;         /* watch: "1h", "15m", "30s" */
-    const char *listen;           /* watch: ADDR:PORT for /healthz and /metrics */
-    const char *gcp_credential;   /* "key" | "keyless" */
-    const char *gcp_impersonator; /* keyless: IAM member allowed to impersonate */
-    const char *termination_log;  /* file for a one-line outcome (Kubernetes termination
-                                     message) */
+    const char *interval;                /* watch: "1h", "15m", "30s" */
+    const char *listen;                  /* watch: ADDR:PORT for /healthz and /metrics */
+    const char *gcp_credential;          /* "key" | "keyless" */
+    const char *gcp_impersonator;        /* keyless: IAM member allowed to impersonate */
+    const char *azure_credential;        /* "secret" | "federated" */
+    const char *azure_federated_issuer;  /* federated: the platform's OIDC issuer URL */
+    const char *azure_federated_subject; /* federated: the subject of the platform's tokens */
+    const char *azure_grant;             /* "builtin" | "custom" */
+    const char *termination_log;         /* file for a one-line outcome (Kubernetes termination
+                                            message) */
 };
 
 /* Parses argv and the environment (through `getenv_fn`, injectable for tests).

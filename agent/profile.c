@@ -5,13 +5,17 @@
  * Loading is strict: an unknown key is an error (a typo must not silently drop a permission),
  * every value has one type, and every name is checked after rendering, because the cluster name
  * is what usually breaks it. Policy documents are parsed as JSON, rendered string by string and
- * serialised again: template values are never spliced into JSON text. */
+ * serialised again: template values are never spliced into JSON text.
+ *
+ * Templates, the loader's helpers, and the aws and gcp sections are here; the azure section is
+ * in profile_azure.c, on the helpers profile_int.h shares with it. */
 #include "profile.h"
 
 #include "cg_buf.h"
 #include "cg_util.h"
 #include "cg_yaml.h"
 #include "policy.h"
+#include "profile_int.h"
 
 #include <dirent.h>
 #include <jansson.h>
@@ -32,7 +36,6 @@
 #define RENDER_MAX      (1u * 1024u * 1024u)
 #define FILTERS_MAX     16
 #define TRUNC_MAX       4096
-#define SHOWN_MAX       96
 #define FROM_MAX        256 /* "aws.customerPolicies[0].document (<file>)" */
 
 /* IAM's limits (protocols.md 1.3, the IAM quotas page). */
@@ -60,17 +63,15 @@ static int oom(struct cg_err *err)
     return cg_err_set(err, CG_ENOMEM, "out of memory");
 }
 
-/* A value quoted in a message: one line, bounded. */
-#define SHOWN(buf, s) cg_yaml_printable((buf), sizeof(buf), (s) ? (s) : "")
-
 /* ------------------------------------------------------------------------------------------
  * Templates */
 
 struct tvar {
     const char *name;
-    size_t offset;            /* of the value in struct profile_vars */
-    const char *supplier;     /* what to do when the value is unknown */
-    const char *gcp_supplier; /* the same for a field of the gcp section; NULL: supplier */
+    size_t offset;              /* of the value in struct profile_vars */
+    const char *supplier;       /* what to do when the value is unknown */
+    const char *gcp_supplier;   /* the same for a field of the gcp section; NULL: supplier */
+    const char *azure_supplier; /* the same for a field of the azure section; NULL: supplier */
 };
 
 #define ACCOUNT_SUPPLIER                                                                           \
@@ -79,18 +80,28 @@ struct tvar {
 #define PROJECT_SUPPLIER                                                                           \
     "it is the GCP project id, from the metadata server or the key file's project_id: let the "    \
     "agent reach the metadata server or give it a key file"
+#define SUBSCRIPTION_SUPPLIER                                                                      \
+    "it is the Azure subscription id, from the nodes' providerID or the instance metadata "        \
+    "service: let the agent list the nodes or reach the metadata service"
+/* On AKS the nodes do not carry the cluster's name: ARM does (protocols.md 3.4). */
+#define AKS_NAME_SUPPLIER                                                                          \
+    "it comes from ARM (the tags of the node resource group): give the agent credentials that "    \
+    "can read that resource group, or pass --cluster-name"
 
-/* cloud.project is cloud.account under its GCP name; the message for an unknown variable lists
- * the canonical names only. */
+/* cloud.project and cloud.subscription are cloud.account under their GCP and Azure names; the
+ * message for an unknown variable lists the canonical names only. */
 static const struct tvar tvars[] = {
-    {"cluster.name", offsetof(struct profile_vars, cluster_name), "pass --cluster-name", NULL},
+    {"cluster.name", offsetof(struct profile_vars, cluster_name), "pass --cluster-name", NULL,
+     AKS_NAME_SUPPLIER},
     {"cluster.id", offsetof(struct profile_vars, cluster_id),
-     "it is the UID of namespace kube-system: let the agent read that namespace", NULL},
-    {"cluster.region", offsetof(struct profile_vars, cluster_region), "pass --region", NULL},
+     "it is the UID of namespace kube-system: let the agent read that namespace", NULL, NULL},
+    {"cluster.region", offsetof(struct profile_vars, cluster_region), "pass --region", NULL, NULL},
     {"cloud.account", offsetof(struct profile_vars, cloud_account), ACCOUNT_SUPPLIER,
-     PROJECT_SUPPLIER},
+     PROJECT_SUPPLIER, SUBSCRIPTION_SUPPLIER},
     {"cloud.project", offsetof(struct profile_vars, cloud_account), ACCOUNT_SUPPLIER,
-     PROJECT_SUPPLIER},
+     PROJECT_SUPPLIER, SUBSCRIPTION_SUPPLIER},
+    {"cloud.subscription", offsetof(struct profile_vars, cloud_account), ACCOUNT_SUPPLIER,
+     PROJECT_SUPPLIER, SUBSCRIPTION_SUPPLIER},
 };
 
 #define TVAR_COUNT (sizeof(tvars) / sizeof(tvars[0]))
@@ -505,17 +516,9 @@ static int latin1_ok(const char *s)
 /* ------------------------------------------------------------------------------------------
  * Loader */
 
-struct loader {
-    struct cg_yaml y;
-    const char *dir; /* policy files resolve against it; NULL: documents must be inline */
-    const struct profile_vars *vars;
-    char name[72]; /* the profile's name, for messages */
-    struct cg_err *err;
-};
-
-/* cg_yaml_check_keys, with empty keys refused first: that helper hands a null key's NULL name
- * to cg_yaml_printable (found by fuzz_profile). */
-static int check_keys(struct loader *ld, const yaml_node_t *map, const char *const *allowed)
+/* Empty keys are refused first: cg_yaml_check_keys hands a null key's NULL name to
+ * cg_yaml_printable (found by fuzz_profile). */
+int profile__check_keys(struct loader *ld, const yaml_node_t *map, const char *const *allowed)
 {
     for (size_t i = 0; i < cg_yaml_map_len(map); i++) {
         yaml_node_t *k = NULL;
@@ -528,12 +531,7 @@ static int check_keys(struct loader *ld, const yaml_node_t *map, const char *con
     return cg_yaml_check_keys(&ld->y, map, allowed, ld->err);
 }
 
-/* An error at node's position with the full dotted field name in the message, so the section
- * label that the typed getters use is left out. */
-static int fail_at(struct loader *ld, const yaml_node_t *node, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail_at(struct loader *ld, const yaml_node_t *node, int code, const char *fmt, ...)
+int profile__fail_at(struct loader *ld, const yaml_node_t *node, int code, const char *fmt, ...)
 {
     char msg[CG_ERR_MSG_MAX];
     char saved[sizeof(ld->y.where)];
@@ -548,10 +546,8 @@ static int fail_at(struct loader *ld, const yaml_node_t *node, int code, const c
     return code;
 }
 
-/* Renders a template from the profile. An unknown value is not the profile's fault, so that
- * message names the profile and the flag rather than a position. */
-static int render_at(struct loader *ld, const yaml_node_t *node, const char *label,
-                     const char *tmpl, char **out)
+int profile__render_at(struct loader *ld, const yaml_node_t *node, const char *label,
+                       const char *tmpl, char **out)
 {
     const struct tvar *missing = NULL;
     struct cg_err e = {0};
@@ -562,9 +558,12 @@ static int render_at(struct loader *ld, const yaml_node_t *node, const char *lab
         return 0;
     }
     if (missing != NULL) {
-        const char *supplier = strncmp(label, "gcp.", 4) == 0 && missing->gcp_supplier != NULL
-                                   ? missing->gcp_supplier
-                                   : missing->supplier;
+        const char *supplier = missing->supplier;
+        if (strncmp(label, "gcp.", 4) == 0 && missing->gcp_supplier != NULL) {
+            supplier = missing->gcp_supplier;
+        } else if (strncmp(label, "azure.", 6) == 0 && missing->azure_supplier != NULL) {
+            supplier = missing->azure_supplier;
+        }
         return cg_err_set(ld->err, CG_EINVAL,
                           "profile '%s': %s needs {{%s}}, which this cluster does not reveal: %s",
                           ld->name, label, missing->name, supplier);
@@ -572,13 +571,12 @@ static int render_at(struct loader *ld, const yaml_node_t *node, const char *lab
     if (rc == CG_ENOMEM) {
         return oom(ld->err);
     }
-    return fail_at(ld, node, CG_EINVAL, "%s: template '%s': %s", label, SHOWN(sh, tmpl), e.msg);
+    return profile__fail_at(ld, node, CG_EINVAL, "%s: template '%s': %s", label, SHOWN(sh, tmpl),
+                            e.msg);
 }
 
-/* For the section the mode does not use: its templates are not rendered (a value they need may
- * be missing and nobody needs it), but a typo in them is still an error. */
-static int check_syntax(struct loader *ld, const yaml_node_t *map, const char *key,
-                        const char *label)
+int profile__check_syntax(struct loader *ld, const yaml_node_t *map, const char *key,
+                          const char *label)
 {
     char what[64];
     const char *s = NULL;
@@ -598,14 +596,14 @@ static int check_syntax(struct loader *ld, const yaml_node_t *map, const char *k
         return oom(ld->err);
     }
     if (rc < 0 && missing == NULL) {
-        return fail_at(ld, n, CG_EINVAL, "%s: template '%s': %s", label, SHOWN(sh, s), e.msg);
+        return profile__fail_at(ld, n, CG_EINVAL, "%s: template '%s': %s", label, SHOWN(sh, s),
+                                e.msg);
     }
     return 0;
 }
 
-/* A string field: typed, then rendered. *out is NULL when the field is absent or null. */
-static int field_str(struct loader *ld, const yaml_node_t *map, const char *key, const char *label,
-                     int do_render, char **out, yaml_node_t **node)
+int profile__field_str(struct loader *ld, const yaml_node_t *map, const char *key,
+                       const char *label, int do_render, char **out, yaml_node_t **node)
 {
     char what[128];
     const char *s = NULL;
@@ -620,14 +618,13 @@ static int field_str(struct loader *ld, const yaml_node_t *map, const char *key,
         return rc;
     }
     if (do_render) {
-        return render_at(ld, n, label, s, out);
+        return profile__render_at(ld, n, label, s, out);
     }
     *out = strdup(s);
     return *out ? 0 : oom(ld->err);
 }
 
-/* The rendered value's origin, for messages: " (rendered from '...')" when a template made it. */
-static const char *origin(char *dst, size_t cap, const yaml_node_t *node, const char *value)
+const char *profile__origin(char *dst, size_t cap, const yaml_node_t *node, const char *value)
 {
     const char *tmpl =
         node && node->type == YAML_SCALAR_NODE ? (const char *)node->data.scalar.value : NULL;
@@ -647,24 +644,25 @@ static int check_name(struct loader *ld, const yaml_node_t *node, const char *la
     char from[SHOWN_MAX + 32];
     size_t n = strlen(value);
     if (n == 0) {
-        return fail_at(ld, node, CG_EINVAL, "%s is empty%s", label,
-                       origin(from, sizeof(from), node, value));
+        return profile__fail_at(ld, node, CG_EINVAL, "%s is empty%s", label,
+                                profile__origin(from, sizeof(from), node, value));
     }
     if (n > max) {
-        origin(from, sizeof(from), node, value);
-        return fail_at(ld, node, CG_EINVAL,
-                       "%s '%s'%s is %zu characters, IAM allows %zu for a %s name%s", label,
-                       SHOWN(sh, value), from, n, max, what,
-                       from[0] ? ": keep the cluster's part short with a filter, as in "
-                                 "'{{cluster.name | sha1 | trunc 8}}'"
-                               : "");
+        profile__origin(from, sizeof(from), node, value);
+        return profile__fail_at(ld, node, CG_EINVAL,
+                                "%s '%s'%s is %zu characters, IAM allows %zu for a %s name%s",
+                                label, SHOWN(sh, value), from, n, max, what,
+                                from[0] ? ": keep the cluster's part short with a filter, as in "
+                                          "'{{cluster.name | sha1 | trunc 8}}'"
+                                        : "");
     }
     for (const char *p = value; *p != '\0'; p++) {
         if (!name_char(*p)) {
-            return fail_at(ld, node, CG_EINVAL,
-                           "%s '%s'%s is not a valid IAM %s name: only letters, digits and "
-                           "+=,.@_- are allowed",
-                           label, SHOWN(sh, value), origin(from, sizeof(from), node, value), what);
+            return profile__fail_at(
+                ld, node, CG_EINVAL,
+                "%s '%s'%s is not a valid IAM %s name: only letters, digits and "
+                "+=,.@_- are allowed",
+                label, SHOWN(sh, value), profile__origin(from, sizeof(from), node, value), what);
         }
     }
     return 0;
@@ -687,7 +685,7 @@ static int yaml_to_json(struct loader *ld, const yaml_node_t *n, json_t **out)
             return rc;
         }
         *out = json_stringn(s, n->data.scalar.length);
-        return *out ? 0 : fail_at(ld, n, CG_EINVAL, "a document value is not valid UTF-8");
+        return *out ? 0 : profile__fail_at(ld, n, CG_EINVAL, "a document value is not valid UTF-8");
     }
     json_t *v = n->type == YAML_SEQUENCE_NODE ? json_array() : json_object();
     if (v == NULL) {
@@ -711,17 +709,18 @@ static int yaml_to_json(struct loader *ld, const yaml_node_t *n, json_t **out)
             cg_yaml_map_pair(&ld->y, n, i, &k, &val);
             int rc = cg_yaml_node_str(&ld->y, k, "a document key", &key, ld->err);
             if (rc == 0 && key == NULL) {
-                rc = fail_at(ld, k, CG_EINVAL, "a document key must not be empty");
+                rc = profile__fail_at(ld, k, CG_EINVAL, "a document key must not be empty");
             }
             if (rc == 0 && json_object_get(v, key) != NULL) {
                 char sh[SHOWN_MAX];
-                rc = fail_at(ld, k, CG_EINVAL, "document key '%s' is repeated", SHOWN(sh, key));
+                rc = profile__fail_at(ld, k, CG_EINVAL, "document key '%s' is repeated",
+                                      SHOWN(sh, key));
             }
             if (rc == 0) {
                 rc = yaml_to_json(ld, val, &item);
             }
             if (rc == 0 && json_object_set_new(v, key, item) < 0) {
-                rc = fail_at(ld, k, CG_EINVAL, "a document key is not valid UTF-8");
+                rc = profile__fail_at(ld, k, CG_EINVAL, "a document key is not valid UTF-8");
             }
             if (rc < 0) {
                 json_decref(v);
@@ -747,31 +746,33 @@ static int load_document(struct loader *ld, const yaml_node_t *node, const char 
     }
     const char *s = NULL;
     if (node != NULL && node->type != YAML_SCALAR_NODE) {
-        return fail_at(ld, node, CG_EINVAL,
-                       "%s must be a file name, JSON text or a mapping, not a %s", label,
-                       cg_yaml_kind(node));
+        return profile__fail_at(ld, node, CG_EINVAL,
+                                "%s must be a file name, JSON text or a mapping, not a %s", label,
+                                cg_yaml_kind(node));
     }
     int rc = cg_yaml_node_str(&ld->y, node, "'document'", &s, ld->err);
     if (rc < 0) {
         return rc;
     }
     if (s == NULL) {
-        return fail_at(ld, node, CG_EINVAL, "%s is missing", label);
+        return profile__fail_at(ld, node, CG_EINVAL, "%s is missing", label);
     }
     size_t skip = strspn(s, " \t\r\n");
     if (s[skip] == '{') {
         *out = json_loads(s, JSON_REJECT_DUPLICATES, &jerr);
         if (*out == NULL) {
-            return fail_at(ld, node, CG_EINVAL, "%s: invalid JSON at line %d column %d: %s", label,
-                           jerr.line, jerr.column, jerr.text);
+            return profile__fail_at(ld, node, CG_EINVAL,
+                                    "%s: invalid JSON at line %d column %d: %s", label, jerr.line,
+                                    jerr.column, jerr.text);
         }
         return 0;
     }
     if (ld->dir == NULL) {
-        return fail_at(ld, node, CG_EINVAL,
-                       "%s names the file '%s', but this profile was not loaded from a file: "
-                       "write the document inline",
-                       label, SHOWN(sh, s));
+        return profile__fail_at(
+            ld, node, CG_EINVAL,
+            "%s names the file '%s', but this profile was not loaded from a file: "
+            "write the document inline",
+            label, SHOWN(sh, s));
     }
     char *path = cg_path_join(ld->dir, s);
     char *text = NULL;
@@ -784,20 +785,21 @@ static int load_document(struct loader *ld, const yaml_node_t *node, const char 
     snprintf(from, from_cap, "%s (%s)", label, SHOWN(sh, s));
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
         /* a FIFO or a device would block or never end */
-        rc = fail_at(ld, node, CG_EINVAL, "%s: '%s' is not a regular file", label, SHOWN(sh, path));
+        rc = profile__fail_at(ld, node, CG_EINVAL, "%s: '%s' is not a regular file", label,
+                              SHOWN(sh, path));
         goto out;
     }
     rc = cg_file_read(path, POLICY_FILE_MAX, &text, &len, &e);
     if (rc < 0) {
-        rc = rc == CG_ENOMEM
-                 ? oom(ld->err)
-                 : fail_at(ld, node, rc == CG_EIO ? CG_EIO : CG_EINVAL, "%s: %s", label, e.msg);
+        rc = rc == CG_ENOMEM ? oom(ld->err)
+                             : profile__fail_at(ld, node, rc == CG_EIO ? CG_EIO : CG_EINVAL,
+                                                "%s: %s", label, e.msg);
         goto out;
     }
     *out = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (*out == NULL) {
-        rc = fail_at(ld, node, CG_EINVAL, "%s: invalid JSON at line %d column %d: %s", from,
-                     jerr.line, jerr.column, jerr.text);
+        rc = profile__fail_at(ld, node, CG_EINVAL, "%s: invalid JSON at line %d column %d: %s",
+                              from, jerr.line, jerr.column, jerr.text);
     }
 out:
     free(path);
@@ -817,15 +819,18 @@ static int render_json(struct loader *ld, const yaml_node_t *node, const char *l
     switch (json_typeof(v)) {
     case JSON_STRING:
         if (strlen(json_string_value(v)) != json_string_length(v)) {
-            return fail_at(ld, node, CG_EINVAL, "%s: a string contains a NUL character", label);
+            return profile__fail_at(ld, node, CG_EINVAL, "%s: a string contains a NUL character",
+                                    label);
         }
-        rc = render_at(ld, node, label, json_string_value(v), &r);
+        rc = profile__render_at(ld, node, label, json_string_value(v), &r);
         if (rc < 0) {
             return rc;
         }
         *out = json_string(r);
         free(r);
-        return *out ? 0 : fail_at(ld, node, CG_EINVAL, "%s: a rendered value is not UTF-8", label);
+        return *out ? 0
+                    : profile__fail_at(ld, node, CG_EINVAL, "%s: a rendered value is not UTF-8",
+                                       label);
     case JSON_ARRAY: {
         json_t *a = json_array();
         if (a == NULL) {
@@ -856,20 +861,22 @@ static int render_json(struct loader *ld, const yaml_node_t *node, const char *l
             char sh[SHOWN_MAX];
             rc = 0;
             if (key_len != strlen(key)) {
-                rc = fail_at(ld, node, CG_EINVAL, "%s: a key contains a NUL character", label);
+                rc = profile__fail_at(ld, node, CG_EINVAL, "%s: a key contains a NUL character",
+                                      label);
             }
             if (rc == 0) {
-                rc = render_at(ld, node, label, key, &r);
+                rc = profile__render_at(ld, node, label, key, &r);
             }
             if (rc == 0 && json_object_get(o, r) != NULL) {
-                rc = fail_at(ld, node, CG_EINVAL, "%s: two keys render to '%s'", label,
-                             SHOWN(sh, r));
+                rc = profile__fail_at(ld, node, CG_EINVAL, "%s: two keys render to '%s'", label,
+                                      SHOWN(sh, r));
             }
             if (rc == 0) {
                 rc = render_json(ld, node, label, val, &item);
             }
             if (rc == 0 && json_object_set_new(o, r, item) < 0) {
-                rc = fail_at(ld, node, CG_EINVAL, "%s: a rendered key is not UTF-8", label);
+                rc =
+                    profile__fail_at(ld, node, CG_EINVAL, "%s: a rendered key is not UTF-8", label);
             }
             free(r);
             r = NULL;
@@ -905,9 +912,9 @@ static int policy_document(struct loader *ld, const yaml_node_t *node, const cha
      * reported before a template problem inside it. */
     json_t *norm = policy_normalize(raw, &e);
     if (norm == NULL) {
-        rc = e.code == CG_ENOMEM
-                 ? oom(ld->err)
-                 : fail_at(ld, node, CG_EINVAL, "%s: not a policy document: %s", from, e.msg);
+        rc = e.code == CG_ENOMEM ? oom(ld->err)
+                                 : profile__fail_at(ld, node, CG_EINVAL,
+                                                    "%s: not a policy document: %s", from, e.msg);
         goto out;
     }
     json_decref(norm);
@@ -919,7 +926,7 @@ static int policy_document(struct loader *ld, const yaml_node_t *node, const cha
     if (rc < 0) {
         rc = rc == CG_ENOMEM
                  ? oom(ld->err)
-                 : fail_at(ld, node, CG_EINVAL, "%s: not a valid policy: %s", from, e.msg);
+                 : profile__fail_at(ld, node, CG_EINVAL, "%s: not a valid policy: %s", from, e.msg);
         goto out;
     }
     *text = json_dumps(doc, JSON_COMPACT);
@@ -928,8 +935,9 @@ static int policy_document(struct loader *ld, const yaml_node_t *node, const cha
         goto out;
     }
     if (!latin1_ok(*text)) {
-        rc = fail_at(ld, node, CG_EINVAL,
-                     "%s: IAM accepts only characters up to U+00FF in a policy document", from);
+        rc = profile__fail_at(ld, node, CG_EINVAL,
+                              "%s: IAM accepts only characters up to U+00FF in a policy document",
+                              from);
         free(*text);
         *text = NULL;
         goto out;
@@ -941,8 +949,8 @@ out:
     return rc;
 }
 
-static const char *const top_keys[] = {"apiVersion", "kind", "name", "description",
-                                       "aws",        "gcp",  NULL};
+static const char *const top_keys[] = {"apiVersion", "kind", "name",  "description",
+                                       "aws",        "gcp",  "azure", NULL};
 static const char *const aws_keys[] = {
     "mode",           "path", "user", "role", "managedPolicies", "customerPolicies",
     "inlinePolicies", "tags", NULL};
@@ -953,16 +961,15 @@ static const char *const customer_keys[] = {"name", "description", "document", N
 /* IAM has no description for inline policies: accepting one would drop it silently. */
 static const char *const inline_keys[] = {"name", "document", NULL};
 
-/* A mapping section: typed and checked for unknown keys. *out is NULL when absent. */
-static int section(struct loader *ld, const yaml_node_t *parent, const char *key, const char *label,
-                   const char *const *keys, yaml_node_t **out)
+int profile__section(struct loader *ld, const yaml_node_t *parent, const char *key,
+                     const char *label, const char *const *keys, yaml_node_t **out)
 {
     int rc = cg_yaml_get_map(&ld->y, parent, key, out, ld->err);
     if (rc < 0 || *out == NULL) {
         return rc;
     }
     cg_yaml_where(&ld->y, "%s", label);
-    return check_keys(ld, *out, keys);
+    return profile__check_keys(ld, *out, keys);
 }
 
 static int managed_policies(struct loader *ld, const yaml_node_t *aws, struct profile_aws *a)
@@ -990,24 +997,25 @@ static int managed_policies(struct loader *ld, const yaml_node_t *aws, struct pr
             return rc;
         }
         if (s == NULL) {
-            return fail_at(ld, item, CG_EINVAL, "%s is empty", label);
+            return profile__fail_at(ld, item, CG_EINVAL, "%s is empty", label);
         }
         a->managed_count = i + 1;
-        rc = render_at(ld, item, label, s, &a->managed_policy_arns[i]);
+        rc = profile__render_at(ld, item, label, s, &a->managed_policy_arns[i]);
         if (rc < 0) {
             return rc;
         }
         const char *arn = a->managed_policy_arns[i];
         if (!managed_arn_ok(arn)) {
-            return fail_at(ld, item, CG_EINVAL,
-                           "%s '%s' is not a managed policy ARN (arn:aws:iam::aws:policy/NAME "
-                           "or arn:aws:iam::123456789012:policy/NAME)",
-                           label, SHOWN(sh, arn));
+            return profile__fail_at(
+                ld, item, CG_EINVAL,
+                "%s '%s' is not a managed policy ARN (arn:aws:iam::aws:policy/NAME "
+                "or arn:aws:iam::123456789012:policy/NAME)",
+                label, SHOWN(sh, arn));
         }
         for (size_t j = 0; j < i; j++) {
             if (strcmp(a->managed_policy_arns[j], arn) == 0) {
-                return fail_at(ld, item, CG_EINVAL, "%s '%s' is listed twice", label,
-                               SHOWN(sh, arn));
+                return profile__fail_at(ld, item, CG_EINVAL, "%s '%s' is listed twice", label,
+                                        SHOWN(sh, arn));
             }
         }
     }
@@ -1044,23 +1052,23 @@ static int policy_list(struct loader *ld, const yaml_node_t *aws, const char *ke
         *count = i + 1; /* profile_free releases what was filled so far */
         snprintf(at, sizeof(at), "aws.%s[%zu]", key, i);
         if (item->type != YAML_MAPPING_NODE) {
-            return fail_at(ld, item, CG_EINVAL,
-                           "%s must be a mapping with 'name' and 'document', "
-                           "not a %s",
-                           at, cg_yaml_kind(item));
+            return profile__fail_at(ld, item, CG_EINVAL,
+                                    "%s must be a mapping with 'name' and 'document', "
+                                    "not a %s",
+                                    at, cg_yaml_kind(item));
         }
         cg_yaml_where(&ld->y, "%s", at);
-        rc = check_keys(ld, item, customer ? customer_keys : inline_keys);
+        rc = profile__check_keys(ld, item, customer ? customer_keys : inline_keys);
         if (rc < 0) {
             return rc;
         }
         snprintf(label, sizeof(label), "%s.name", at);
-        rc = field_str(ld, item, "name", label, 1, &pol->name, &name_node);
+        rc = profile__field_str(ld, item, "name", label, 1, &pol->name, &name_node);
         if (rc < 0) {
             return rc;
         }
         if (pol->name == NULL) {
-            return fail_at(ld, item, CG_EINVAL, "%s is missing", label);
+            return profile__fail_at(ld, item, CG_EINVAL, "%s is missing", label);
         }
         rc = check_name(ld, name_node, label, pol->name, IAM_POLICY_NAME_MAX, "policy");
         if (rc < 0) {
@@ -1068,36 +1076,40 @@ static int policy_list(struct loader *ld, const yaml_node_t *aws, const char *ke
         }
         for (size_t j = 0; j < i; j++) {
             if (strcasecmp((*out)[j].name, pol->name) == 0) {
-                return fail_at(ld, name_node, CG_EINVAL,
-                               "%s '%s' is used twice (IAM names are case-insensitive)", label,
-                               SHOWN(sh, pol->name));
+                return profile__fail_at(ld, name_node, CG_EINVAL,
+                                        "%s '%s' is used twice (IAM names are case-insensitive)",
+                                        label, SHOWN(sh, pol->name));
             }
         }
         if (customer) {
             snprintf(label, sizeof(label), "%s.description", at);
-            rc = field_str(ld, item, "description", label, 1, &pol->description, &desc_node);
+            rc = profile__field_str(ld, item, "description", label, 1, &pol->description,
+                                    &desc_node);
             if (rc < 0) {
                 return rc;
             }
             if (pol->description != NULL && strlen(pol->description) > IAM_DESCRIPTION_MAX) {
-                return fail_at(ld, desc_node, CG_EINVAL, "%s is %zu characters, IAM allows %d",
-                               label, strlen(pol->description), IAM_DESCRIPTION_MAX);
+                return profile__fail_at(ld, desc_node, CG_EINVAL,
+                                        "%s is %zu characters, IAM allows %d", label,
+                                        strlen(pol->description), IAM_DESCRIPTION_MAX);
             }
         }
         snprintf(label, sizeof(label), "%s.document", at);
         yaml_node_t *doc_node = cg_yaml_map_get(&ld->y, item, "document");
         if (cg_yaml_is_null(doc_node)) {
-            return fail_at(ld, doc_node ? doc_node : item, CG_EINVAL, "%s is missing", label);
+            return profile__fail_at(ld, doc_node ? doc_node : item, CG_EINVAL, "%s is missing",
+                                    label);
         }
         rc = policy_document(ld, doc_node, label, &pol->document, &size);
         if (rc < 0) {
             return rc;
         }
         if (customer && size > IAM_MANAGED_SIZE_MAX) {
-            return fail_at(ld, doc_node, CG_EINVAL,
-                           "%s '%s' is %zu characters without whitespace, IAM allows %d for a "
-                           "managed policy: split it into two customer policies",
-                           at, SHOWN(sh, pol->name), size, IAM_MANAGED_SIZE_MAX);
+            return profile__fail_at(
+                ld, doc_node, CG_EINVAL,
+                "%s '%s' is %zu characters without whitespace, IAM allows %d for a "
+                "managed policy: split it into two customer policies",
+                at, SHOWN(sh, pol->name), size, IAM_MANAGED_SIZE_MAX);
         }
         *total += size;
     }
@@ -1115,9 +1127,9 @@ static int tags(struct loader *ld, const yaml_node_t *aws, struct profile_aws *a
         return rc;
     }
     if (n > IAM_TAGS_MAX) {
-        return fail_at(ld, map, CG_EINVAL,
-                       "aws.tags has %zu tags, at most %d fit beside cloudgrant's own two", n,
-                       IAM_TAGS_MAX);
+        return profile__fail_at(ld, map, CG_EINVAL,
+                                "aws.tags has %zu tags, at most %d fit beside cloudgrant's own two",
+                                n, IAM_TAGS_MAX);
     }
     a->tags = calloc(n, sizeof(*a->tags));
     if (a->tags == NULL) {
@@ -1139,40 +1151,43 @@ static int tags(struct loader *ld, const yaml_node_t *aws, struct profile_aws *a
             return rc;
         }
         if (key == NULL) {
-            return fail_at(ld, k, CG_EINVAL, "aws.tags: a tag key is empty");
+            return profile__fail_at(ld, k, CG_EINVAL, "aws.tags: a tag key is empty");
         }
         a->tag_count = i + 1;
         snprintf(label, sizeof(label), "aws.tags key '%s'", SHOWN(sh, key));
-        rc = render_at(ld, k, label, key, &a->tags[i].key);
+        rc = profile__render_at(ld, k, label, key, &a->tags[i].key);
         if (rc < 0) {
             return rc;
         }
         snprintf(label, sizeof(label), "aws.tags.%s", SHOWN(sh, a->tags[i].key));
-        rc = render_at(ld, v ? v : k, label, value ? value : "", &a->tags[i].value);
+        rc = profile__render_at(ld, v ? v : k, label, value ? value : "", &a->tags[i].value);
         if (rc < 0) {
             return rc;
         }
         const struct profile_tag *t = &a->tags[i];
         if (strlen(t->key) == 0 || strlen(t->key) > IAM_TAG_KEY_MAX || !tag_text_ok(t->key)) {
-            return fail_at(ld, k, CG_EINVAL,
-                           "aws.tags key '%s' is not a valid tag key: 1 to %d letters, digits, "
-                           "spaces and _.:/=+-@",
-                           SHOWN(sh, t->key), IAM_TAG_KEY_MAX);
+            return profile__fail_at(
+                ld, k, CG_EINVAL,
+                "aws.tags key '%s' is not a valid tag key: 1 to %d letters, digits, "
+                "spaces and _.:/=+-@",
+                SHOWN(sh, t->key), IAM_TAG_KEY_MAX);
         }
         if (strncasecmp(t->key, "aws:", 4) == 0) {
-            return fail_at(ld, k, CG_EINVAL, "aws.tags key '%s': the prefix 'aws:' is reserved",
-                           SHOWN(sh, t->key));
+            return profile__fail_at(ld, k, CG_EINVAL,
+                                    "aws.tags key '%s': the prefix 'aws:' is reserved",
+                                    SHOWN(sh, t->key));
         }
         if (strlen(t->value) > IAM_TAG_VALUE_MAX || !tag_text_ok(t->value)) {
-            return fail_at(ld, v ? v : k, CG_EINVAL,
-                           "%s: '%s' is not a valid tag value: up to %d letters, digits, spaces "
-                           "and _.:/=+-@",
-                           label, SHOWN(sh, t->value), IAM_TAG_VALUE_MAX);
+            return profile__fail_at(
+                ld, v ? v : k, CG_EINVAL,
+                "%s: '%s' is not a valid tag value: up to %d letters, digits, spaces "
+                "and _.:/=+-@",
+                label, SHOWN(sh, t->value), IAM_TAG_VALUE_MAX);
         }
         for (size_t j = 0; j < i; j++) {
             if (strcasecmp(a->tags[j].key, t->key) == 0) {
-                return fail_at(ld, k, CG_EINVAL, "aws.tags key '%s' is given twice",
-                               SHOWN(sh, t->key));
+                return profile__fail_at(ld, k, CG_EINVAL, "aws.tags key '%s' is given twice",
+                                        SHOWN(sh, t->key));
             }
         }
     }
@@ -1194,9 +1209,10 @@ static int session_duration(struct loader *ld, const yaml_node_t *role, long *ou
         v = v * 10 + (s[i] - '0');
     }
     if (!ok || v < IAM_SESSION_MIN || v > IAM_SESSION_MAX) {
-        return fail_at(ld, n, CG_EINVAL,
-                       "aws.role.maxSessionDuration must be a number of seconds from %d to %d",
-                       IAM_SESSION_MIN, IAM_SESSION_MAX);
+        return profile__fail_at(
+            ld, n, CG_EINVAL,
+            "aws.role.maxSessionDuration must be a number of seconds from %d to %d",
+            IAM_SESSION_MIN, IAM_SESSION_MAX);
     }
     *out = v;
     return 0;
@@ -1221,8 +1237,8 @@ static int trust(struct loader *ld, const yaml_node_t *role, const yaml_node_t *
             return oom(ld->err);
         }
     } else {
-        rc = field_str(ld, trust_map, "principal", "aws.role.trust.principal", 1,
-                       &a->trust_principal, &node);
+        rc = profile__field_str(ld, trust_map, "principal", "aws.role.trust.principal", 1,
+                                &a->trust_principal, &node);
         if (rc < 0) {
             return rc;
         }
@@ -1231,10 +1247,10 @@ static int trust(struct loader *ld, const yaml_node_t *role, const yaml_node_t *
             a->trust_principal = NULL;
         }
         if (a->trust_principal != NULL && !principal_arn_ok(a->trust_principal)) {
-            return fail_at(ld, node, CG_EINVAL,
-                           "aws.role.trust.principal '%s' is not an IAM principal ARN "
-                           "(arn:aws:iam::123456789012:user/NAME, :role/NAME or :root)",
-                           SHOWN(sh, a->trust_principal));
+            return profile__fail_at(ld, node, CG_EINVAL,
+                                    "aws.role.trust.principal '%s' is not an IAM principal ARN "
+                                    "(arn:aws:iam::123456789012:user/NAME, :role/NAME or :root)",
+                                    SHOWN(sh, a->trust_principal));
         }
     }
     if (a->trust_principal == NULL) {
@@ -1257,8 +1273,8 @@ static int trust(struct loader *ld, const yaml_node_t *role, const yaml_node_t *
             return oom(ld->err);
         }
     } else {
-        rc = field_str(ld, trust_map, "externalId", "aws.role.trust.externalId", 1, &a->external_id,
-                       &node);
+        rc = profile__field_str(ld, trust_map, "externalId", "aws.role.trust.externalId", 1,
+                                &a->external_id, &node);
         if (rc < 0) {
             return rc;
         }
@@ -1268,18 +1284,19 @@ static int trust(struct loader *ld, const yaml_node_t *role, const yaml_node_t *
             free(a->external_id);
             a->external_id = NULL;
             node = NULL;
-            rc = render_at(ld, trust_map ? trust_map : role,
-                           "aws.role.trust.externalId (by default '{{cluster.id}}')",
-                           "{{cluster.id}}", &a->external_id);
+            rc = profile__render_at(ld, trust_map ? trust_map : role,
+                                    "aws.role.trust.externalId (by default '{{cluster.id}}')",
+                                    "{{cluster.id}}", &a->external_id);
             if (rc < 0) {
                 return rc;
             }
         }
         if (!external_id_ok(a->external_id)) {
-            return fail_at(ld, node ? node : (trust_map ? trust_map : role), CG_EINVAL,
-                           "aws.role.trust.externalId '%s' is not a valid external ID: %d to %d "
-                           "letters, digits and +=,.@:/_-",
-                           SHOWN(sh, a->external_id), IAM_EXTERNAL_ID_MIN, IAM_EXTERNAL_ID_MAX);
+            return profile__fail_at(
+                ld, node ? node : (trust_map ? trust_map : role), CG_EINVAL,
+                "aws.role.trust.externalId '%s' is not a valid external ID: %d to %d "
+                "letters, digits and +=,.@:/_-",
+                SHOWN(sh, a->external_id), IAM_EXTERNAL_ID_MIN, IAM_EXTERNAL_ID_MAX);
         }
     }
 
@@ -1319,15 +1336,15 @@ static int parse_mode(struct loader *ld, const yaml_node_t *aws, const struct pr
     char *s = NULL;
     yaml_node_t *node = NULL;
     *mode = PROFILE_AWS_USER;
-    int rc = field_str(ld, aws, "mode", "aws.mode", 0, &s, &node);
+    int rc = profile__field_str(ld, aws, "mode", "aws.mode", 0, &s, &node);
     if (rc < 0) {
         return rc;
     }
     if (s != NULL && strcmp(s, "role") == 0) {
         *mode = PROFILE_AWS_ROLE;
     } else if (s != NULL && strcmp(s, "user") != 0) {
-        rc = fail_at(ld, node, CG_EINVAL, "aws.mode must be 'user' or 'role', not '%s'",
-                     SHOWN(sh, s));
+        rc = profile__fail_at(ld, node, CG_EINVAL, "aws.mode must be 'user' or 'role', not '%s'",
+                              SHOWN(sh, s));
     }
     free(s);
     if (rc == 0 && ov != NULL && ov->aws_mode != NULL) {
@@ -1359,18 +1376,19 @@ static int parse_aws(struct loader *ld, const yaml_node_t *aws, const struct pro
 
     a->present = 1;
     cg_yaml_where(&ld->y, "aws");
-    if ((rc = check_keys(ld, aws, aws_keys)) < 0 || (rc = parse_mode(ld, aws, ov, &a->mode)) < 0) {
+    if ((rc = profile__check_keys(ld, aws, aws_keys)) < 0 ||
+        (rc = parse_mode(ld, aws, ov, &a->mode)) < 0) {
         return rc;
     }
     /* Both sections are checked whatever the mode, so a typo in the one not used today is found
      * before someone switches modes; only the used one is rendered. */
     cg_yaml_where(&ld->y, "aws");
-    if ((rc = section(ld, aws, "user", "aws.user", user_keys, &user)) < 0) {
+    if ((rc = profile__section(ld, aws, "user", "aws.user", user_keys, &user)) < 0) {
         return rc;
     }
     cg_yaml_where(&ld->y, "aws");
-    if ((rc = section(ld, aws, "role", "aws.role", role_keys, &role)) < 0 ||
-        (rc = section(ld, role, "trust", "aws.role.trust", trust_keys, &trust_map)) < 0 ||
+    if ((rc = profile__section(ld, aws, "role", "aws.role", role_keys, &role)) < 0 ||
+        (rc = profile__section(ld, role, "trust", "aws.role.trust", trust_keys, &trust_map)) < 0 ||
         (rc = session_duration(ld, role, &a->max_session_duration)) < 0) {
         return rc;
     }
@@ -1383,32 +1401,35 @@ static int parse_aws(struct loader *ld, const yaml_node_t *aws, const struct pro
     }
 
     cg_yaml_where(&ld->y, "aws");
-    if ((rc = field_str(ld, aws, "path", "aws.path", 1, &a->path, &node)) < 0) {
+    if ((rc = profile__field_str(ld, aws, "path", "aws.path", 1, &a->path, &node)) < 0) {
         return rc;
     }
     if (a->path == NULL && (a->path = strdup("/")) == NULL) {
         return oom(ld->err);
     }
     if (!iam_path_ok(a->path)) {
-        return fail_at(ld, node, CG_EINVAL,
-                       "aws.path '%s' is not an IAM path: '/' or '/a/b/', at most %d printable "
-                       "ASCII characters",
-                       SHOWN(sh, a->path), IAM_PATH_MAX);
+        return profile__fail_at(
+            ld, node, CG_EINVAL,
+            "aws.path '%s' is not an IAM path: '/' or '/a/b/', at most %d printable "
+            "ASCII characters",
+            SHOWN(sh, a->path), IAM_PATH_MAX);
     }
 
     if (a->mode == PROFILE_AWS_USER) {
         cg_yaml_where(&ld->y, "aws.role");
-        if ((rc = check_syntax(ld, role, "name", "aws.role.name")) < 0) {
+        if ((rc = profile__check_syntax(ld, role, "name", "aws.role.name")) < 0) {
             return rc;
         }
         cg_yaml_where(&ld->y, "aws.role.trust");
-        if ((rc = check_syntax(ld, trust_map, "principal", "aws.role.trust.principal")) < 0 ||
-            (rc = check_syntax(ld, trust_map, "externalId", "aws.role.trust.externalId")) < 0) {
+        if ((rc = profile__check_syntax(ld, trust_map, "principal", "aws.role.trust.principal")) <
+                0 ||
+            (rc = profile__check_syntax(ld, trust_map, "externalId", "aws.role.trust.externalId")) <
+                0) {
             return rc;
         }
     } else {
         cg_yaml_where(&ld->y, "aws.user");
-        if ((rc = check_syntax(ld, user, "name", "aws.user.name")) < 0) {
+        if ((rc = profile__check_syntax(ld, user, "name", "aws.user.name")) < 0) {
             return rc;
         }
     }
@@ -1418,15 +1439,16 @@ static int parse_aws(struct loader *ld, const yaml_node_t *aws, const struct pro
     char label[32];
     snprintf(label, sizeof(label), "aws.%s.name", what);
     if (sect == NULL) {
-        return fail_at(ld, aws, CG_EINVAL, "%s mode needs an 'aws.%s' section with the %s's name",
-                       what, what, what);
+        return profile__fail_at(ld, aws, CG_EINVAL,
+                                "%s mode needs an 'aws.%s' section with the %s's name", what, what,
+                                what);
     }
     cg_yaml_where(&ld->y, "aws.%s", what);
-    if ((rc = field_str(ld, sect, "name", label, 1, &a->name, &node)) < 0) {
+    if ((rc = profile__field_str(ld, sect, "name", label, 1, &a->name, &node)) < 0) {
         return rc;
     }
     if (a->name == NULL) {
-        return fail_at(ld, sect, CG_EINVAL, "%s is missing", label);
+        return profile__fail_at(ld, sect, CG_EINVAL, "%s is missing", label);
     }
     if ((rc = check_name(ld, node, label, a->name, IAM_ENTITY_NAME_MAX, what)) < 0) {
         return rc;
@@ -1442,18 +1464,20 @@ static int parse_aws(struct loader *ld, const yaml_node_t *aws, const struct pro
     }
     (void)customer_total;
     if (a->managed_count + a->customer_count > IAM_ATTACHED_MAX) {
-        return fail_at(ld, aws, CG_EINVAL,
-                       "the profile attaches %zu managed policies, IAM allows at most %d to one "
-                       "%s (10 unless the account's quota was raised)",
-                       a->managed_count + a->customer_count, IAM_ATTACHED_MAX, what);
+        return profile__fail_at(
+            ld, aws, CG_EINVAL,
+            "the profile attaches %zu managed policies, IAM allows at most %d to one "
+            "%s (10 unless the account's quota was raised)",
+            a->managed_count + a->customer_count, IAM_ATTACHED_MAX, what);
     }
     size_t inline_max = a->mode == PROFILE_AWS_USER ? IAM_INLINE_USER_MAX : IAM_INLINE_ROLE_MAX;
     if (inline_total > inline_max) {
-        return fail_at(ld, inline_seq, CG_EINVAL,
-                       "aws.inlinePolicies: the inline policies of a %s total %zu characters "
-                       "without whitespace, IAM allows %zu: move one to customerPolicies (a "
-                       "managed policy may have %d)",
-                       what, inline_total, inline_max, IAM_MANAGED_SIZE_MAX);
+        return profile__fail_at(
+            ld, inline_seq, CG_EINVAL,
+            "aws.inlinePolicies: the inline policies of a %s total %zu characters "
+            "without whitespace, IAM allows %zu: move one to customerPolicies (a "
+            "managed policy may have %d)",
+            what, inline_total, inline_max, IAM_MANAGED_SIZE_MAX);
     }
 
     if (a->mode == PROFILE_AWS_ROLE) {
@@ -1746,18 +1770,18 @@ static int string_list(struct loader *ld, const yaml_node_t *seq, const char *at
             return rc;
         }
         if (s == NULL) {
-            return fail_at(ld, item, CG_EINVAL, "%s is empty", label);
+            return profile__fail_at(ld, item, CG_EINVAL, "%s is empty", label);
         }
         *count = i + 1; /* profile_free releases what was filled so far */
-        if ((rc = render_at(ld, item, label, s, &(*out)[i])) < 0 ||
+        if ((rc = profile__render_at(ld, item, label, s, &(*out)[i])) < 0 ||
             (rc = check(ld, item, label, (*out)[i])) < 0) {
             return rc;
         }
     }
     int rc = first_repeat(*out, n, &dup, ld->err);
     if (rc == 0 && dup < n) {
-        rc = fail_at(ld, cg_yaml_seq_at(&ld->y, seq, dup), CG_EINVAL,
-                     "%s[%zu] '%s' is listed twice", at, dup, SHOWN(sh, (*out)[dup]));
+        rc = profile__fail_at(ld, cg_yaml_seq_at(&ld->y, seq, dup), CG_EINVAL,
+                              "%s[%zu] '%s' is listed twice", at, dup, SHOWN(sh, (*out)[dup]));
     }
     return rc;
 }
@@ -1769,10 +1793,10 @@ static int check_service(struct loader *ld, const yaml_node_t *node, const char 
     if (gcp_service_ok(value)) {
         return 0;
     }
-    return fail_at(ld, node, CG_EINVAL,
-                   "%s '%s' is not a service name: a lower-case DNS name, as in "
-                   "'iam.googleapis.com'",
-                   label, SHOWN(sh, value));
+    return profile__fail_at(ld, node, CG_EINVAL,
+                            "%s '%s' is not a service name: a lower-case DNS name, as in "
+                            "'iam.googleapis.com'",
+                            label, SHOWN(sh, value));
 }
 
 static int check_permission(struct loader *ld, const yaml_node_t *node, const char *label,
@@ -1783,15 +1807,16 @@ static int check_permission(struct loader *ld, const yaml_node_t *node, const ch
         return 0;
     }
     if (strchr(value, '*') != NULL) {
-        return fail_at(ld, node, CG_EINVAL,
-                       "%s '%s' is not a GCP permission: a custom role lists its permissions one "
-                       "by one, without wildcards",
-                       label, SHOWN(sh, value));
+        return profile__fail_at(
+            ld, node, CG_EINVAL,
+            "%s '%s' is not a GCP permission: a custom role lists its permissions one "
+            "by one, without wildcards",
+            label, SHOWN(sh, value));
     }
-    return fail_at(ld, node, CG_EINVAL,
-                   "%s '%s' is not a GCP permission: service.resource.verb, as in "
-                   "'compute.instances.create'",
-                   label, SHOWN(sh, value));
+    return profile__fail_at(ld, node, CG_EINVAL,
+                            "%s '%s' is not a GCP permission: service.resource.verb, as in "
+                            "'compute.instances.create'",
+                            label, SHOWN(sh, value));
 }
 
 static int check_predefined_role(struct loader *ld, const yaml_node_t *node, const char *label,
@@ -1802,13 +1827,14 @@ static int check_predefined_role(struct loader *ld, const yaml_node_t *node, con
         return 0;
     }
     int custom = strncmp(value, "projects/", 9) == 0 || strncmp(value, "organizations/", 14) == 0;
-    return fail_at(ld, node, CG_EINVAL,
-                   "%s '%s' is not a predefined role: 'roles/NAME', as in "
-                   "'roles/container.developer'%s",
-                   label, SHOWN(sh, value),
-                   custom ? "; a custom role goes in gcp.customRoles, which cloudgrant creates "
-                            "and binds to the service account"
-                          : "");
+    return profile__fail_at(
+        ld, node, CG_EINVAL,
+        "%s '%s' is not a predefined role: 'roles/NAME', as in "
+        "'roles/container.developer'%s",
+        label, SHOWN(sh, value),
+        custom ? "; a custom role goes in gcp.customRoles, which cloudgrant creates "
+                 "and binds to the service account"
+               : "");
 }
 
 /* A byte limit on an optional rendered text. */
@@ -1818,8 +1844,8 @@ static int check_bytes(struct loader *ld, const yaml_node_t *node, const char *l
     if (value == NULL || strlen(value) <= max) {
         return 0;
     }
-    return fail_at(ld, node, CG_EINVAL, "%s is %zu bytes, GCP allows %zu", label, strlen(value),
-                   max);
+    return profile__fail_at(ld, node, CG_EINVAL, "%s is %zu bytes, GCP allows %zu", label,
+                            strlen(value), max);
 }
 
 static int check_sa_id(struct loader *ld, const yaml_node_t *node, const char *value)
@@ -1828,26 +1854,27 @@ static int check_sa_id(struct loader *ld, const yaml_node_t *node, const char *v
     char sh[SHOWN_MAX];
     char from[SHOWN_MAX + 32];
     size_t n = strlen(value);
-    origin(from, sizeof(from), node, value);
+    profile__origin(from, sizeof(from), node, value);
     if (n == 0) {
-        return fail_at(ld, node, CG_EINVAL, "%s is empty%s", label, from);
+        return profile__fail_at(ld, node, CG_EINVAL, "%s is empty%s", label, from);
     }
     if (n < GCP_SA_ID_MIN || n > GCP_SA_ID_MAX) {
-        return fail_at(ld, node, CG_EINVAL,
-                       "%s '%s'%s is %zu characters, GCP allows %d to %d for a service account "
-                       "id%s",
-                       label, SHOWN(sh, value), from, n, GCP_SA_ID_MIN, GCP_SA_ID_MAX,
-                       from[0] && n > GCP_SA_ID_MAX
-                           ? ": keep the cluster's part short with a filter, as in "
-                             "'{{cluster.name | sha1 | trunc 8}}'"
-                           : "");
+        return profile__fail_at(
+            ld, node, CG_EINVAL,
+            "%s '%s'%s is %zu characters, GCP allows %d to %d for a service account "
+            "id%s",
+            label, SHOWN(sh, value), from, n, GCP_SA_ID_MIN, GCP_SA_ID_MAX,
+            from[0] && n > GCP_SA_ID_MAX ? ": keep the cluster's part short with a filter, as in "
+                                           "'{{cluster.name | sha1 | trunc 8}}'"
+                                         : "");
     }
     if (!gcp_sa_id_ok(value)) {
-        return fail_at(ld, node, CG_EINVAL,
-                       "%s '%s'%s is not a valid GCP service account id: lower-case letters, "
-                       "digits and '-', starting with a letter and ending with a letter or "
-                       "digit%s",
-                       label, SHOWN(sh, value), from, from[0] ? "; " GCP_FILTER_HINT : "");
+        return profile__fail_at(
+            ld, node, CG_EINVAL,
+            "%s '%s'%s is not a valid GCP service account id: lower-case letters, "
+            "digits and '-', starting with a letter and ending with a letter or "
+            "digit%s",
+            label, SHOWN(sh, value), from, from[0] ? "; " GCP_FILTER_HINT : "");
     }
     return 0;
 }
@@ -1858,30 +1885,31 @@ static int service_account(struct loader *ld, const yaml_node_t *gcp, const yaml
     yaml_node_t *node = NULL;
     int rc;
     if (sa == NULL) {
-        return fail_at(ld, gcp, CG_EINVAL,
-                       "gcp.serviceAccount is missing: the gcp section needs a service account "
-                       "with an 'id'");
+        return profile__fail_at(
+            ld, gcp, CG_EINVAL,
+            "gcp.serviceAccount is missing: the gcp section needs a service account "
+            "with an 'id'");
     }
     cg_yaml_where(&ld->y, "gcp.serviceAccount");
-    if ((rc = field_str(ld, sa, "id", "gcp.serviceAccount.id", 1, &g->service_account.id, &node)) <
-        0) {
+    if ((rc = profile__field_str(ld, sa, "id", "gcp.serviceAccount.id", 1, &g->service_account.id,
+                                 &node)) < 0) {
         return rc;
     }
     if (g->service_account.id == NULL) {
-        return fail_at(ld, sa, CG_EINVAL, "gcp.serviceAccount.id is missing");
+        return profile__fail_at(ld, sa, CG_EINVAL, "gcp.serviceAccount.id is missing");
     }
     if ((rc = check_sa_id(ld, node, g->service_account.id)) < 0) {
         return rc;
     }
-    if ((rc = field_str(ld, sa, "displayName", "gcp.serviceAccount.displayName", 1,
-                        &g->service_account.display_name, &node)) < 0 ||
+    if ((rc = profile__field_str(ld, sa, "displayName", "gcp.serviceAccount.displayName", 1,
+                                 &g->service_account.display_name, &node)) < 0 ||
         (rc = check_bytes(ld, node, "gcp.serviceAccount.displayName",
                           g->service_account.display_name, GCP_DISPLAY_NAME_MAX)) < 0) {
         return rc;
     }
     cg_yaml_where(&ld->y, "gcp.serviceAccount");
-    if ((rc = field_str(ld, sa, "description", "gcp.serviceAccount.description", 1,
-                        &g->service_account.description, &node)) < 0 ||
+    if ((rc = profile__field_str(ld, sa, "description", "gcp.serviceAccount.description", 1,
+                                 &g->service_account.description, &node)) < 0 ||
         (rc = check_bytes(ld, node, "gcp.serviceAccount.description",
                           g->service_account.description, GCP_SA_DESCRIPTION_MAX)) < 0) {
         return rc;
@@ -1899,38 +1927,40 @@ static int custom_role(struct loader *ld, const yaml_node_t *item, const char *a
     yaml_node_t *seq = NULL;
     int rc;
     if (item->type != YAML_MAPPING_NODE) {
-        return fail_at(ld, item, CG_EINVAL,
-                       "%s must be a mapping with 'id', 'title' and 'permissions', not a %s", at,
-                       cg_yaml_kind(item));
+        return profile__fail_at(
+            ld, item, CG_EINVAL,
+            "%s must be a mapping with 'id', 'title' and 'permissions', not a %s", at,
+            cg_yaml_kind(item));
     }
     cg_yaml_where(&ld->y, "%s", at);
-    if ((rc = check_keys(ld, item, gcp_role_keys)) < 0) {
+    if ((rc = profile__check_keys(ld, item, gcp_role_keys)) < 0) {
         return rc;
     }
 
     snprintf(label, sizeof(label), "%s.id", at);
-    if ((rc = field_str(ld, item, "id", label, 1, &r->id, &node)) < 0) {
+    if ((rc = profile__field_str(ld, item, "id", label, 1, &r->id, &node)) < 0) {
         return rc;
     }
     if (r->id == NULL) {
-        return fail_at(ld, item, CG_EINVAL, "%s is missing", label);
+        return profile__fail_at(ld, item, CG_EINVAL, "%s is missing", label);
     }
     if (!gcp_role_id_ok(r->id)) {
-        origin(from, sizeof(from), node, r->id);
-        return fail_at(ld, node, CG_EINVAL,
-                       "%s '%s'%s is not a valid GCP role id: %d to %d letters, digits, '_' and "
-                       "'.'%s",
-                       label, SHOWN(sh, r->id), from, GCP_ROLE_ID_MIN, GCP_ROLE_ID_MAX,
-                       from[0] ? "; " GCP_FILTER_HINT : "");
+        profile__origin(from, sizeof(from), node, r->id);
+        return profile__fail_at(
+            ld, node, CG_EINVAL,
+            "%s '%s'%s is not a valid GCP role id: %d to %d letters, digits, '_' and "
+            "'.'%s",
+            label, SHOWN(sh, r->id), from, GCP_ROLE_ID_MIN, GCP_ROLE_ID_MAX,
+            from[0] ? "; " GCP_FILTER_HINT : "");
     }
 
     cg_yaml_where(&ld->y, "%s", at);
     snprintf(label, sizeof(label), "%s.title", at);
-    if ((rc = field_str(ld, item, "title", label, 1, &r->title, &node)) < 0) {
+    if ((rc = profile__field_str(ld, item, "title", label, 1, &r->title, &node)) < 0) {
         return rc;
     }
     if (r->title == NULL || r->title[0] == '\0') {
-        return fail_at(ld, node ? node : item, CG_EINVAL, "%s is missing", label);
+        return profile__fail_at(ld, node ? node : item, CG_EINVAL, "%s is missing", label);
     }
     if ((rc = check_bytes(ld, node, label, r->title, GCP_ROLE_TITLE_MAX)) < 0) {
         return rc;
@@ -1938,7 +1968,7 @@ static int custom_role(struct loader *ld, const yaml_node_t *item, const char *a
 
     cg_yaml_where(&ld->y, "%s", at);
     snprintf(label, sizeof(label), "%s.description", at);
-    if ((rc = field_str(ld, item, "description", label, 1, &r->description, &node)) < 0 ||
+    if ((rc = profile__field_str(ld, item, "description", label, 1, &r->description, &node)) < 0 ||
         (rc = check_bytes(ld, node, label, r->description, GCP_ROLE_DESCRIPTION_MAX)) < 0) {
         return rc;
     }
@@ -1946,7 +1976,7 @@ static int custom_role(struct loader *ld, const yaml_node_t *item, const char *a
     /* Not a template, like aws.mode: a stage is one of GCP's words. */
     cg_yaml_where(&ld->y, "%s", at);
     snprintf(label, sizeof(label), "%s.stage", at);
-    if ((rc = field_str(ld, item, "stage", label, 0, &r->stage, &node)) < 0) {
+    if ((rc = profile__field_str(ld, item, "stage", label, 0, &r->stage, &node)) < 0) {
         return rc;
     }
     if (r->stage == NULL && (r->stage = strdup("GA")) == NULL) {
@@ -1957,9 +1987,9 @@ static int custom_role(struct loader *ld, const yaml_node_t *item, const char *a
         known |= strcmp(r->stage, gcp_stages[i]) == 0;
     }
     if (!known) {
-        return fail_at(ld, node, CG_EINVAL,
-                       "%s must be ALPHA, BETA, GA, DEPRECATED, DISABLED or EAP, not '%s'", label,
-                       SHOWN(sh, r->stage));
+        return profile__fail_at(ld, node, CG_EINVAL,
+                                "%s must be ALPHA, BETA, GA, DEPRECATED, DISABLED or EAP, not '%s'",
+                                label, SHOWN(sh, r->stage));
     }
 
     cg_yaml_where(&ld->y, "%s", at);
@@ -1968,19 +1998,21 @@ static int custom_role(struct loader *ld, const yaml_node_t *item, const char *a
         return rc;
     }
     if (seq == NULL) {
-        return fail_at(ld, item, CG_EINVAL,
-                       "%s is missing: a custom role needs at least one permission", label);
+        return profile__fail_at(ld, item, CG_EINVAL,
+                                "%s is missing: a custom role needs at least one permission",
+                                label);
     }
     size_t n = cg_yaml_seq_len(seq);
     if (n == 0) {
-        return fail_at(ld, seq, CG_EINVAL,
-                       "%s is empty: a custom role needs at least one permission", label);
+        return profile__fail_at(ld, seq, CG_EINVAL,
+                                "%s is empty: a custom role needs at least one permission", label);
     }
     if (n > GCP_ROLE_PERMISSIONS_MAX) {
-        return fail_at(ld, seq, CG_EINVAL,
-                       "%s has %zu permissions, GCP allows %d in a custom role: split it into two "
-                       "custom roles",
-                       label, n, GCP_ROLE_PERMISSIONS_MAX);
+        return profile__fail_at(
+            ld, seq, CG_EINVAL,
+            "%s has %zu permissions, GCP allows %d in a custom role: split it into two "
+            "custom roles",
+            label, n, GCP_ROLE_PERMISSIONS_MAX);
     }
     if ((rc = string_list(ld, seq, label, check_permission, &r->permissions,
                           &r->permission_count)) < 0) {
@@ -2002,9 +2034,10 @@ static int custom_roles(struct loader *ld, const yaml_node_t *gcp, struct profil
         return rc;
     }
     if (n > GCP_CUSTOM_ROLES_MAX) {
-        return fail_at(ld, seq, CG_EINVAL,
-                       "gcp.customRoles has %zu roles, GCP allows %d custom roles in a project", n,
-                       GCP_CUSTOM_ROLES_MAX);
+        return profile__fail_at(
+            ld, seq, CG_EINVAL,
+            "gcp.customRoles has %zu roles, GCP allows %d custom roles in a project", n,
+            GCP_CUSTOM_ROLES_MAX);
     }
     g->custom_roles = calloc(n, sizeof(*g->custom_roles));
     if (g->custom_roles == NULL) {
@@ -2020,8 +2053,9 @@ static int custom_roles(struct loader *ld, const yaml_node_t *gcp, struct profil
         }
         for (size_t j = 0; j < i; j++) {
             if (strcmp(g->custom_roles[j].id, g->custom_roles[i].id) == 0) {
-                return fail_at(ld, cg_yaml_map_get(&ld->y, item, "id"), CG_EINVAL,
-                               "%s.id '%s' is used twice", at, SHOWN(sh, g->custom_roles[i].id));
+                return profile__fail_at(ld, cg_yaml_map_get(&ld->y, item, "id"), CG_EINVAL,
+                                        "%s.id '%s' is used twice", at,
+                                        SHOWN(sh, g->custom_roles[i].id));
             }
         }
     }
@@ -2051,15 +2085,15 @@ static int parse_credential(struct loader *ld, const yaml_node_t *gcp,
     yaml_node_t *node = NULL;
     *out = PROFILE_GCP_KEY;
     cg_yaml_where(&ld->y, "gcp");
-    int rc = field_str(ld, gcp, "credential", "gcp.credential", 0, &s, &node);
+    int rc = profile__field_str(ld, gcp, "credential", "gcp.credential", 0, &s, &node);
     if (rc < 0) {
         return rc;
     }
     if (s != NULL && strcmp(s, "keyless") == 0) {
         *out = PROFILE_GCP_KEYLESS;
     } else if (s != NULL && strcmp(s, "key") != 0) {
-        rc = fail_at(ld, node, CG_EINVAL, "gcp.credential must be 'key' or 'keyless', not '%s'",
-                     SHOWN(sh, s));
+        rc = profile__fail_at(ld, node, CG_EINVAL,
+                              "gcp.credential must be 'key' or 'keyless', not '%s'", SHOWN(sh, s));
     }
     free(s);
     if (rc == 0 && ov != NULL && ov->gcp_credential != NULL) {
@@ -2083,7 +2117,7 @@ static int keyless_member(struct loader *ld, const yaml_node_t *keyless, const c
     char sh[SHOWN_MAX];
     yaml_node_t *node = NULL;
     cg_yaml_where(&ld->y, "gcp.keyless");
-    int rc = field_str(ld, keyless, key, label, 1, out, &node);
+    int rc = profile__field_str(ld, keyless, key, label, 1, out, &node);
     if (rc < 0) {
         return rc;
     }
@@ -2092,8 +2126,9 @@ static int keyless_member(struct loader *ld, const yaml_node_t *keyless, const c
         *out = NULL;
     }
     if (*out != NULL && !gcp_member_ok(*out)) {
-        return fail_at(ld, node, CG_EINVAL, "%s '%s' is not an IAM member: use " GCP_MEMBER_FORMS,
-                       label, SHOWN(sh, *out));
+        return profile__fail_at(ld, node, CG_EINVAL,
+                                "%s '%s' is not an IAM member: use " GCP_MEMBER_FORMS, label,
+                                SHOWN(sh, *out));
     }
     return 0;
 }
@@ -2140,16 +2175,18 @@ static int parse_gcp(struct loader *ld, const yaml_node_t *gcp, const struct pro
 
     g->present = 1;
     cg_yaml_where(&ld->y, "gcp");
-    if ((rc = check_keys(ld, gcp, gcp_keys)) < 0 ||
+    if ((rc = profile__check_keys(ld, gcp, gcp_keys)) < 0 ||
         (rc = parse_credential(ld, gcp, ov, &g->credential)) < 0) {
         return rc;
     }
     cg_yaml_where(&ld->y, "gcp");
-    if ((rc = section(ld, gcp, "serviceAccount", "gcp.serviceAccount", gcp_sa_keys, &sa)) < 0) {
+    if ((rc = profile__section(ld, gcp, "serviceAccount", "gcp.serviceAccount", gcp_sa_keys, &sa)) <
+        0) {
         return rc;
     }
     cg_yaml_where(&ld->y, "gcp");
-    if ((rc = section(ld, gcp, "keyless", "gcp.keyless", gcp_keyless_keys, &keyless)) < 0 ||
+    if ((rc = profile__section(ld, gcp, "keyless", "gcp.keyless", gcp_keyless_keys, &keyless)) <
+            0 ||
         (rc = service_account(ld, gcp, sa, g)) < 0 ||
         (rc = gcp_list(ld, gcp, "services", check_service, &g->services, &g->service_count)) < 0 ||
         (rc = custom_roles(ld, gcp, g)) < 0 ||
@@ -2162,9 +2199,9 @@ static int parse_gcp(struct loader *ld, const yaml_node_t *gcp, const struct pro
     /* With a key, gcp.keyless is not used: its templates are checked, not rendered, so a typo
      * is found before someone switches to keyless. */
     cg_yaml_where(&ld->y, "gcp.keyless");
-    if ((rc = check_syntax(ld, keyless, "impersonator", "gcp.keyless.impersonator")) < 0 ||
-        (rc = check_syntax(ld, keyless, "workloadIdentityUser",
-                           "gcp.keyless.workloadIdentityUser")) < 0) {
+    if ((rc = profile__check_syntax(ld, keyless, "impersonator", "gcp.keyless.impersonator")) < 0 ||
+        (rc = profile__check_syntax(ld, keyless, "workloadIdentityUser",
+                                    "gcp.keyless.workloadIdentityUser")) < 0) {
         return rc;
     }
     return 0;
@@ -2191,15 +2228,16 @@ static int fixed_field(struct loader *ld, const yaml_node_t *root, const char *k
     char sh[SHOWN_MAX];
     char *s = NULL;
     yaml_node_t *node = NULL;
-    int rc = field_str(ld, root, key, key, 0, &s, &node);
+    int rc = profile__field_str(ld, root, key, key, 0, &s, &node);
     if (rc < 0) {
         return rc;
     }
     if (s == NULL) {
-        rc = fail_at(ld, root, CG_EINVAL, "'%s' is missing: a profile starts with '%s: %s'", key,
-                     key, want);
+        rc = profile__fail_at(ld, root, CG_EINVAL,
+                              "'%s' is missing: a profile starts with '%s: %s'", key, key, want);
     } else if (strcmp(s, want) != 0) {
-        rc = fail_at(ld, node, CG_EINVAL, "'%s' must be '%s', not '%s'", key, want, SHOWN(sh, s));
+        rc = profile__fail_at(ld, node, CG_EINVAL, "'%s' must be '%s', not '%s'", key, want,
+                              SHOWN(sh, s));
     }
     free(s);
     return rc;
@@ -2214,6 +2252,7 @@ int profile_load_buffer(struct profile **out, const char *buf, size_t len, const
     yaml_node_t *node = NULL;
     yaml_node_t *aws = NULL;
     yaml_node_t *gcp = NULL;
+    yaml_node_t *azure = NULL;
     char sh[SHOWN_MAX];
     memset(&ld, 0, sizeof(ld));
     ld.dir = dir;
@@ -2237,7 +2276,7 @@ int profile_load_buffer(struct profile **out, const char *buf, size_t len, const
                             cg_yaml_kind(root));
         goto out;
     }
-    if ((rc = check_keys(&ld, root, top_keys)) < 0 ||
+    if ((rc = profile__check_keys(&ld, root, top_keys)) < 0 ||
         (rc = fixed_field(&ld, root, "apiVersion", API_VERSION)) < 0 ||
         (rc = fixed_field(&ld, root, "kind", KIND)) < 0) {
         goto out;
@@ -2247,33 +2286,38 @@ int profile_load_buffer(struct profile **out, const char *buf, size_t len, const
         rc = oom(err);
         goto out;
     }
-    if ((rc = field_str(&ld, root, "name", "name", 0, &p->name, &node)) < 0) {
+    if ((rc = profile__field_str(&ld, root, "name", "name", 0, &p->name, &node)) < 0) {
         goto out;
     }
     if (p->name == NULL) {
-        rc = fail_at(&ld, root, CG_EINVAL, "'name' is missing");
+        rc = profile__fail_at(&ld, root, CG_EINVAL, "'name' is missing");
         goto out;
     }
     if (!profile_name_ok(p->name)) {
-        rc = fail_at(&ld, node, CG_EINVAL,
-                     "name '%s' must be a lower-case DNS label: letters, digits and '-', at most "
-                     "63",
-                     SHOWN(sh, p->name));
+        rc = profile__fail_at(
+            &ld, node, CG_EINVAL,
+            "name '%s' must be a lower-case DNS label: letters, digits and '-', at most "
+            "63",
+            SHOWN(sh, p->name));
         goto out;
     }
     snprintf(ld.name, sizeof(ld.name), "%s", p->name);
-    if ((rc = field_str(&ld, root, "description", "description", 1, &p->description, NULL)) < 0 ||
+    if ((rc = profile__field_str(&ld, root, "description", "description", 1, &p->description,
+                                 NULL)) < 0 ||
         (rc = cg_yaml_get_map(&ld.y, root, "aws", &aws, err)) < 0 ||
-        (rc = cg_yaml_get_map(&ld.y, root, "gcp", &gcp, err)) < 0) {
+        (rc = cg_yaml_get_map(&ld.y, root, "gcp", &gcp, err)) < 0 ||
+        (rc = cg_yaml_get_map(&ld.y, root, "azure", &azure, err)) < 0) {
         goto out;
     }
-    if (aws == NULL && gcp == NULL) {
-        rc = fail_at(&ld, root, CG_EINVAL,
-                     "the profile has no provider section ('aws' or 'gcp'): nothing to grant");
+    if (aws == NULL && gcp == NULL && azure == NULL) {
+        rc = profile__fail_at(&ld, root, CG_EINVAL,
+                              "the profile has no provider section ('aws', 'gcp' or 'azure'): "
+                              "nothing to grant");
         goto out;
     }
     if ((aws != NULL && (rc = parse_aws(&ld, aws, ov, &p->aws)) < 0) ||
-        (gcp != NULL && (rc = parse_gcp(&ld, gcp, ov, &p->gcp)) < 0)) {
+        (gcp != NULL && (rc = parse_gcp(&ld, gcp, ov, &p->gcp)) < 0) ||
+        (azure != NULL && (rc = profile__parse_azure(&ld, azure, ov, &p->azure)) < 0)) {
         goto out;
     }
     p->source = strdup(source);
@@ -2443,6 +2487,7 @@ void profile_free(struct profile *p)
         return;
     }
     gcp_free(&p->gcp);
+    profile__azure_free(&p->azure);
     struct profile_aws *a = &p->aws;
     free(a->name);
     free(a->path);
@@ -2476,22 +2521,26 @@ int profile_require(const struct profile *p, const char *provider, struct cg_err
     if (provider == NULL || provider[0] == '\0' || strcmp(provider, "unknown") == 0) {
         return cg_err_set(err, CG_EINVAL,
                           "profile '%s': the cluster's cloud provider is not known: pass "
-                          "--provider aws or --provider gcp",
+                          "--provider aws, --provider gcp or --provider azure",
                           name);
     }
     int aws = strcmp(provider, "aws") == 0;
     int gcp = strcmp(provider, "gcp") == 0;
-    if ((aws && p->aws.present) || (gcp && p->gcp.present)) {
+    int azure = strcmp(provider, "azure") == 0;
+    if ((aws && p->aws.present) || (gcp && p->gcp.present) || (azure && p->azure.present)) {
         return 0;
     }
-    if (!aws && !gcp) {
+    if (!aws && !gcp && !azure) {
         return cg_err_set(err, CG_EINVAL,
-                          "profile '%s' has no %s section: grant profiles have aws and gcp "
-                          "sections only so far",
+                          "profile '%s' has no %s section: grant profiles have aws, gcp and "
+                          "azure sections only so far",
                           name, SHOWN(sh, provider));
     }
     return cg_err_set(err, CG_EINVAL,
                       "profile '%s' has no %s section: the cluster runs on %s; add one to the "
                       "profile (docs/profiles.md) or use a profile that has one",
-                      name, provider, aws ? "AWS" : "GCP");
+                      name, provider,
+                      aws   ? "AWS"
+                      : gcp ? "GCP"
+                            : "Azure");
 }

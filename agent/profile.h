@@ -78,12 +78,58 @@ struct profile_gcp {
     char *workload_identity_user;
 };
 
+enum profile_azure_credential { PROFILE_AZURE_SECRET = 0, PROFILE_AZURE_FEDERATED };
+enum profile_azure_grant { PROFILE_AZURE_BUILTIN = 0, PROFILE_AZURE_CUSTOM };
+/* Where a role is assigned (and a custom role may be assigned): the whole subscription, or
+ * the cluster's resource groups (the one holding the AKS resource and its node resource
+ * group, both known from the cluster identity at run time). */
+enum profile_azure_scope { PROFILE_AZURE_SUBSCRIPTION = 0, PROFILE_AZURE_CLUSTER_GROUPS };
+
+struct profile_azure_role {
+    char *name;    /* as written: "Contributor" (a built-in known by name) or a role
+                      definition GUID */
+    char *role_id; /* the role definition GUID, lower case: Contributor ->
+                      b24988ac-6180-42a0-ab88-20f7382dd24c */
+    enum profile_azure_scope scope;
+};
+
+struct profile_azure {
+    int present; /* the profile has an azure section */
+    struct {
+        char *display_name; /* rendered, 1..120: the app registration's name, which is how
+                               cloudgrant finds it again (with its "cloudgrant" tag) */
+        char *description;  /* NULL when none; rendered, <= 1024 */
+    } application;
+    enum profile_azure_credential credential;
+    /* secret: one client secret made by cloudgrant, valid lifetime_days (1..730), replaced
+     * by check --fix / onboard when fewer than renew_days (0..lifetime_days-1) remain */
+    long secret_lifetime_days;
+    long secret_renew_days;
+    /* federated (NULL otherwise; both set then): the platform's token issuer (https URL) and
+     * subject, trusted by a federated identity credential with audience
+     * api://AzureADTokenExchange */
+    char *federated_issuer;
+    char *federated_subject;
+    enum profile_azure_grant grant;   /* which of the two below is assigned */
+    struct profile_azure_role *roles; /* built-in grant: role assignments */
+    size_t role_count;
+    struct {
+        int present;
+        char *name;        /* rendered roleName, 1..512, unique in the tenant */
+        char *description; /* NULL when none */
+        char **actions;    /* sorted (strcmp), each once, "*" wildcards allowed */
+        size_t action_count;
+        enum profile_azure_scope scope; /* assignable scope and assignment scope */
+    } custom_role;
+};
+
 struct profile {
     char *name;
     char *description;
     char *source;           /* the file it was loaded from */
-    struct profile_aws aws; /* at least one of aws and gcp is present */
+    struct profile_aws aws; /* at least one of aws, gcp and azure is present */
     struct profile_gcp gcp;
+    struct profile_azure azure;
 };
 
 /* Values templates may use. NULL = unknown: a template that needs it fails with a message
@@ -92,7 +138,8 @@ struct profile_vars {
     const char *cluster_name;
     const char *cluster_id;
     const char *cluster_region;
-    const char *cloud_account; /* AWS account id, GCP project id ({{cloud.project}} too) */
+    const char *cloud_account; /* AWS account id, GCP project id ({{cloud.project}} too), Azure
+                                  subscription id ({{cloud.subscription}} too) */
 };
 
 /* Command-line choices that win over the profile. NULL = keep the profile's. */
@@ -100,8 +147,12 @@ struct profile_overrides {
     const char *aws_mode; /* "user" | "role" */
     const char *aws_trust_principal;
     const char *aws_external_id;
-    const char *gcp_credential;   /* "key" | "keyless" */
-    const char *gcp_impersonator; /* an IAM member; used when the credential is keyless */
+    const char *gcp_credential;         /* "key" | "keyless" */
+    const char *gcp_impersonator;       /* an IAM member; used when the credential is keyless */
+    const char *azure_credential;       /* "secret" | "federated" */
+    const char *azure_federated_issuer; /* used when the credential is federated */
+    const char *azure_federated_subject;
+    const char *azure_grant; /* "builtin" | "custom" */
 };
 
 /* Loads `name_or_path`: a path (contains '/' or ends in .yaml/.yml) or the name of a built-in
@@ -111,16 +162,17 @@ struct profile_overrides {
  * Also CG_EINVAL: an unknown built-in name (the message lists the built-ins), a profile file
  * that does not exist, a template value this cluster does not reveal ("profile 'x': aws.user.name
  * needs {{cluster.name}}, which this cluster does not reveal: pass --cluster-name"), role mode
- * without a principal, a keyless GCP credential without a member to grant it, a profile with
- * neither an aws nor a gcp section. Every section present is rendered and checked. CG_EIO: a file
- * that exists but cannot be read. CG_ETOOBIG: a profile over 1 MiB. CG_ENOMEM. The format, the
+ * without a principal, a keyless GCP credential without a member to grant it, a federated Azure
+ * credential without both an issuer and a subject, a profile with none of aws, gcp and azure
+ * sections. Every section present is rendered and checked. CG_EIO: a file that exists but
+ * cannot be read. CG_ETOOBIG: a profile over 1 MiB. CG_ENOMEM. The format, the
  * template syntax and every rule checked: docs/profiles.md. */
 int profile_load(struct profile **out, const char *name_or_path, const char *builtin_dir,
                  const struct profile_vars *vars, const struct profile_overrides *ov,
                  struct cg_err *err);
 void profile_free(struct profile *p);
 
-/* 0 when p has a section for `provider` ("aws", "gcp": cloud_provider_name());
+/* 0 when p has a section for `provider` ("aws", "gcp", "azure": cloud_provider_name());
  * else CG_EINVAL "profile 'x' has no gcp section: ...", which is what a command says when the
  * cluster's cloud is not one the profile grants anything on. */
 int profile_require(const struct profile *p, const char *provider, struct cg_err *err);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void check_doc(const char *doc, int kind)
 {
@@ -93,6 +94,55 @@ static void check_gcp(const struct profile_gcp *g)
     }
 }
 
+static void check_azure(const struct profile_azure *z)
+{
+    const char *name = z->application.display_name;
+    if (!rendered(name) || strlen(name) > 4 * 120 || z->secret_lifetime_days < 1 ||
+        z->secret_lifetime_days > 730 || z->secret_renew_days < 0 ||
+        z->secret_renew_days >= z->secret_lifetime_days) {
+        abort();
+    }
+    if (z->credential == PROFILE_AZURE_FEDERATED
+            ? z->federated_issuer == NULL || z->federated_subject == NULL ||
+                  strncmp(z->federated_issuer, "https://", 8) != 0
+            : z->federated_issuer != NULL || z->federated_subject != NULL) {
+        abort();
+    }
+    for (size_t i = 0; i < z->role_count; i++) {
+        const char *id = z->roles[i].role_id;
+        if (z->roles[i].name == NULL || id == NULL || strlen(id) != 36 ||
+            strspn(id, "0123456789abcdef-") != 36) {
+            abort();
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(z->roles[j].role_id, id) == 0 && z->roles[j].scope == z->roles[i].scope) {
+                abort();
+            }
+        }
+    }
+    if ((z->grant == PROFILE_AZURE_BUILTIN && z->role_count == 0) ||
+        (z->grant == PROFILE_AZURE_CUSTOM && !z->custom_role.present)) {
+        abort();
+    }
+    if (!z->custom_role.present) {
+        if (z->custom_role.name != NULL || z->custom_role.actions != NULL) {
+            abort();
+        }
+        return;
+    }
+    if (!rendered(z->custom_role.name) || z->custom_role.action_count == 0) {
+        abort();
+    }
+    check_set(z->custom_role.actions, z->custom_role.action_count, 1);
+    for (size_t i = 1; i < z->custom_role.action_count; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcasecmp(z->custom_role.actions[j], z->custom_role.actions[i]) == 0) {
+                abort();
+            }
+        }
+    }
+}
+
 static void check(int rc, const struct profile *p, const struct cg_err *err)
 {
     if (rc != 0) {
@@ -102,7 +152,13 @@ static void check(int rc, const struct profile *p, const struct cg_err *err)
         }
         return;
     }
-    if (p == NULL || p->name == NULL || p->source == NULL || (!p->aws.present && !p->gcp.present)) {
+    if (p == NULL || p->name == NULL || p->source == NULL ||
+        (!p->aws.present && !p->gcp.present && !p->azure.present)) {
+        abort();
+    }
+    if (p->azure.present) {
+        check_azure(&p->azure);
+    } else if (p->azure.application.display_name != NULL || p->azure.roles != NULL) {
         abort();
     }
     if (p->gcp.present) {
@@ -163,11 +219,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .gcp_impersonator = "serviceAccount:platform@platform-1.iam.gserviceaccount.com",
     };
     static const struct profile_overrides keyless_bare = {.gcp_credential = "keyless"};
+    static const struct profile_overrides federated = {
+        .azure_credential = "federated",
+        .azure_federated_issuer = "https://oidc.platform.example.com",
+        .azure_federated_subject = "system:serviceaccount:platform:agent",
+        .azure_grant = "custom",
+    };
+    static const struct profile_overrides federated_bare = {.azure_credential = "federated",
+                                                            .azure_grant = "builtin"};
     const struct {
         const struct profile_vars *vars;
         const struct profile_overrides *ov;
     } runs[] = {{&known, NULL},     {&known, &role},         {&known, &role_bare},
-                {&known, &keyless}, {&known, &keyless_bare}, {&no_name, NULL}};
+                {&known, &keyless}, {&known, &keyless_bare}, {&no_name, NULL},
+                {&known, &federated}, {&known, &federated_bare}};
     for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
         struct profile *p = NULL;
         struct cg_err err = {0};

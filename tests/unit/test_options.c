@@ -122,6 +122,59 @@ static void test_help_and_version(void **state)
     assert_int_equal(o.command, CG_CMD_VERSION);
 }
 
+static const char *azure_env(const char *name)
+{
+    static const char *const env[][2] = {
+        {"CLOUDGRANT_AZURE_CREDENTIAL", "federated"},
+        {"CLOUDGRANT_AZURE_FEDERATED_ISSUER", "https://oidc.platform.example.com"},
+        {"CLOUDGRANT_AZURE_FEDERATED_SUBJECT", "system:serviceaccount:platform:agent"},
+        {"CLOUDGRANT_AZURE_GRANT", "custom"},
+    };
+    for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++) {
+        if (strcmp(env[i][0], name) == 0) {
+            return env[i][1];
+        }
+    }
+    return NULL;
+}
+
+static void test_azure_options(void **state)
+{
+    (void)state;
+    struct cg_options o;
+    struct cg_err err = {0};
+    char *a1[] = {"cloudgrant",
+                  "plan",
+                  "--azure-credential",
+                  "federated",
+                  "--azure-federated-issuer=https://token.example.com/tenant",
+                  "--azure-federated-subject",
+                  "platform:agent",
+                  "--azure-grant",
+                  "builtin"};
+    assert_int_equal(cg_options_parse(&o, 9, a1, no_env, &err), 0);
+    assert_string_equal(o.azure_credential, "federated");
+    assert_string_equal(o.azure_federated_issuer, "https://token.example.com/tenant");
+    assert_string_equal(o.azure_federated_subject, "platform:agent");
+    assert_string_equal(o.azure_grant, "builtin");
+
+    /* each has its CLOUDGRANT_ twin, and a flag wins over it */
+    char *a2[] = {"cloudgrant", "onboard", "--azure-grant", "builtin"};
+    assert_int_equal(cg_options_parse(&o, 4, a2, azure_env, &err), 0);
+    assert_string_equal(o.azure_credential, "federated");
+    assert_string_equal(o.azure_federated_issuer, "https://oidc.platform.example.com");
+    assert_string_equal(o.azure_federated_subject, "system:serviceaccount:platform:agent");
+    assert_string_equal(o.azure_grant, "builtin");
+
+    /* the two choices are checked here; the issuer and subject by the profile loader */
+    char *a3[] = {"cloudgrant", "plan", "--azure-credential", "certificate"};
+    expect_usage_error(4, a3, "--azure-credential: 'certificate' is not one of secret|federated");
+    char *a4[] = {"cloudgrant", "plan", "--azure-grant=Custom"};
+    expect_usage_error(3, a4, "--azure-grant: 'Custom' is not one of builtin|custom");
+    char *a5[] = {"cloudgrant", "plan", "--azure-federated-issuer"};
+    expect_usage_error(3, a5, "option '--azure-federated-issuer' needs a value");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -131,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_bad_env_value_names_variable),
         cmocka_unit_test(test_help_and_version),
+        cmocka_unit_test(test_azure_options),
     };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }

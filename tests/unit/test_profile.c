@@ -404,8 +404,8 @@ static void test_structure_errors(void **state)
                "t.yaml:3:7: name 'My_Profile' must be a lower-case DNS label: letters, digits and "
                "'-', at most 63");
     load_fails(HEAD, &vars, NULL,
-               "t.yaml:1:1: the profile has no provider section ('aws' or 'gcp'): nothing to "
-               "grant");
+               "t.yaml:1:1: the profile has no provider section ('aws', 'gcp' or 'azure'): "
+               "nothing to grant");
     load_fails("", &vars, NULL, "t.yaml: the profile is empty");
     load_fails("- a\n", &vars, NULL, "t.yaml:1:1: a profile must be a mapping, not a sequence");
     load_fails("a: [\n", &vars, NULL,
@@ -1014,11 +1014,15 @@ static void test_gcp_only(void **state)
                                  "one to the profile (docs/profiles.md) or use a profile that has "
                                  "one");
     assert_int_equal(profile_require(p, "azure", &err), CG_EINVAL);
-    assert_string_equal(err.msg, "profile 'test' has no azure section: grant profiles have aws "
-                                 "and gcp sections only so far");
+    assert_string_equal(err.msg, "profile 'test' has no azure section: the cluster runs on Azure; "
+                                 "add one to the profile (docs/profiles.md) or use a profile that "
+                                 "has one");
+    assert_int_equal(profile_require(p, "outscale", &err), CG_EINVAL);
+    assert_string_equal(err.msg, "profile 'test' has no outscale section: grant profiles have aws, "
+                                 "gcp and azure sections only so far");
     assert_int_equal(profile_require(p, "unknown", &err), CG_EINVAL);
     assert_string_equal(err.msg, "profile 'test': the cluster's cloud provider is not known: pass "
-                                 "--provider aws or --provider gcp");
+                                 "--provider aws, --provider gcp or --provider azure");
     assert_int_equal(profile_require(p, NULL, &err), CG_EINVAL);
     assert_int_equal(profile_require(NULL, "aws", &err), CG_EINVAL);
     profile_free(p);
@@ -1335,18 +1339,716 @@ static void test_gcp_errors(void **state)
                "service account id");
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Azure */
+
+static const struct profile_vars aks = {
+    .cluster_name = "aks-main",
+    .cluster_id = "9b5d3c1e-0b6a-4a8f-9f3c-2c1f4b7e8a10",
+    .cluster_region = "westeurope",
+    .cloud_account = "0b1f6471-1bf0-4dda-aec3-111122223333",
+};
+
+#define CONTRIBUTOR "b24988ac-6180-42a0-ab88-20f7382dd24c"
+
+static void assert_strings(char *const *have, size_t n, const char *const *want, size_t m)
+{
+    assert_int_equal(n, m);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(have[i], want[i]);
+    }
+}
+
+static void test_node_autoscaler_azure(void **state)
+{
+    (void)state;
+    struct profile *p = builtin("node-autoscaler", &aks, NULL);
+    const struct profile_azure *z = &p->azure;
+    assert_true(p->aws.present); /* every section, the others as before */
+    assert_string_equal(p->aws.name, "cast-eks-aks-main");
+    assert_true(p->gcp.present);
+    assert_true(z->present);
+    assert_string_equal(z->application.display_name, "cast-aks-aks-main");
+    assert_string_equal(
+        z->application.description,
+        "Creates and removes the nodes of cluster aks-main (managed by cloudgrant)");
+    assert_int_equal(z->credential, PROFILE_AZURE_SECRET);
+    assert_int_equal(z->secret_lifetime_days, 365);
+    assert_int_equal(z->secret_renew_days, 30);
+    assert_null(z->federated_issuer);
+    assert_null(z->federated_subject);
+
+    /* least privilege by default: the custom role, on the cluster's groups only */
+    assert_int_equal(z->grant, PROFILE_AZURE_CUSTOM);
+    assert_true(z->custom_role.present);
+    assert_string_equal(z->custom_role.name, "cast-aks-aks-main");
+    assert_string_equal(
+        z->custom_role.description,
+        "Creates and removes the nodes of cluster aks-main (managed by cloudgrant)");
+    assert_int_equal(z->custom_role.scope, PROFILE_AZURE_CLUSTER_GROUPS);
+    static const char *const actions[] = {
+        "Microsoft.Compute/*/read",
+        "Microsoft.Compute/disks/delete",
+        "Microsoft.Compute/disks/write",
+        "Microsoft.Compute/virtualMachineScaleSets/*",
+        "Microsoft.Compute/virtualMachines/*",
+        "Microsoft.ContainerService/managedClusters/agentPools/read",
+        "Microsoft.ContainerService/managedClusters/read",
+        "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+        "Microsoft.Network/*/read",
+        "Microsoft.Network/loadBalancers/backendAddressPools/join/action",
+        "Microsoft.Network/networkInterfaces/delete",
+        "Microsoft.Network/networkInterfaces/join/action",
+        "Microsoft.Network/networkInterfaces/write",
+        "Microsoft.Network/networkSecurityGroups/join/action",
+        "Microsoft.Network/virtualNetworks/subnets/join/action",
+        "Microsoft.Resources/subscriptions/resourceGroups/read",
+    };
+    assert_strings(z->custom_role.actions, z->custom_role.action_count, actions,
+                   sizeof(actions) / sizeof(actions[0]));
+    /* the builtin alternative is loaded too (a switch can clean up after the other) */
+    assert_int_equal(z->role_count, 1);
+    assert_string_equal(z->roles[0].name, "Contributor");
+    assert_string_equal(z->roles[0].role_id, CONTRIBUTOR);
+    assert_int_equal(z->roles[0].scope, PROFILE_AZURE_CLUSTER_GROUPS);
+    profile_free(p);
+
+    /* --azure-grant builtin: Contributor on the same groups */
+    struct profile_overrides builtin_grant = {.azure_grant = "builtin"};
+    p = builtin("node-autoscaler", &aks, &builtin_grant);
+    assert_int_equal(p->azure.grant, PROFILE_AZURE_BUILTIN);
+    assert_string_equal(p->azure.roles[0].role_id, CONTRIBUTOR);
+    assert_true(p->azure.custom_role.present);
+    profile_free(p);
+
+    /* federated: no secret, the platform's tokens */
+    struct profile_overrides fed = {
+        .azure_credential = "federated",
+        .azure_federated_issuer = "https://oidc.platform.example.com/clusters",
+        .azure_federated_subject = "system:serviceaccount:castai:autoscaler",
+    };
+    p = builtin("node-autoscaler", &aks, &fed);
+    assert_int_equal(p->azure.credential, PROFILE_AZURE_FEDERATED);
+    assert_string_equal(p->azure.federated_issuer, "https://oidc.platform.example.com/clusters");
+    assert_string_equal(p->azure.federated_subject, "system:serviceaccount:castai:autoscaler");
+    assert_int_equal(p->azure.custom_role.action_count, 16);
+    profile_free(p);
+}
+
+static void test_platform_access_azure(void **state)
+{
+    (void)state;
+    struct profile *p = builtin("platform-access", &aks, NULL);
+    const struct profile_azure *z = &p->azure;
+    assert_true(p->aws.present);
+    assert_true(p->gcp.present);
+    assert_true(z->present);
+    /* exactly the seed: an app, a secret with an expiry, Contributor on the subscription */
+    assert_string_equal(z->application.display_name, "platform-access-aks-main");
+    assert_string_equal(z->application.description,
+                        "Environment provisioning for cluster aks-main (managed by cloudgrant)");
+    assert_int_equal(z->credential, PROFILE_AZURE_SECRET);
+    assert_int_equal(z->secret_lifetime_days, 365);
+    assert_int_equal(z->secret_renew_days, 30);
+    assert_null(z->federated_issuer);
+    assert_int_equal(z->grant, PROFILE_AZURE_BUILTIN);
+    assert_int_equal(z->role_count, 1);
+    assert_string_equal(z->roles[0].name, "Contributor");
+    assert_string_equal(z->roles[0].role_id, CONTRIBUTOR);
+    assert_int_equal(z->roles[0].scope, PROFILE_AZURE_SUBSCRIPTION);
+    /* the custom role of --azure-grant custom, on the subscription */
+    assert_true(z->custom_role.present);
+    assert_string_equal(z->custom_role.name, "platform-access-aks-main");
+    assert_int_equal(z->custom_role.scope, PROFILE_AZURE_SUBSCRIPTION);
+    static const char *const actions[] = {
+        "Microsoft.Compute/*/read",
+        "Microsoft.Compute/disks/delete",
+        "Microsoft.Compute/disks/write",
+        "Microsoft.Compute/images/*",
+        "Microsoft.Compute/sshPublicKeys/*",
+        "Microsoft.Compute/virtualMachines/*",
+        "Microsoft.Network/*/read",
+        "Microsoft.Network/natGateways/*",
+        "Microsoft.Network/networkInterfaces/*",
+        "Microsoft.Network/networkSecurityGroups/*",
+        "Microsoft.Network/publicIPAddresses/*",
+        "Microsoft.Network/routeTables/*",
+        "Microsoft.Network/virtualNetworks/*",
+        "Microsoft.Resources/subscriptions/read",
+        "Microsoft.Resources/subscriptions/resourceGroups/read",
+        "Microsoft.Resources/subscriptions/resourceGroups/write",
+    };
+    assert_strings(z->custom_role.actions, z->custom_role.action_count, actions,
+                   sizeof(actions) / sizeof(actions[0]));
+    profile_free(p);
+
+    struct profile_overrides custom = {.azure_grant = "custom"};
+    p = builtin("platform-access", &aks, &custom);
+    assert_int_equal(p->azure.grant, PROFILE_AZURE_CUSTOM);
+    profile_free(p);
+
+    /* on another cloud the azure section is rendered with that cloud's values, and works */
+    p = builtin("platform-access", &vars, NULL);
+    assert_string_equal(p->azure.application.display_name, "platform-access-prod");
+    profile_free(p);
+}
+
+#define AHEAD                                                                                      \
+    HEAD "azure:\n  application:\n    displayName: \"app-{{cluster.name}}\"\n  roles:\n"           \
+         "    - role: Contributor\n"
+
+static void test_azure_only(void **state)
+{
+    (void)state;
+    struct cg_err err = {0};
+    /* the smallest azure section: an app, a secret, a role on the subscription */
+    struct profile *p = load_ok(AHEAD, &aks, NULL);
+    const struct profile_azure *z = &p->azure;
+    assert_false(p->aws.present);
+    assert_false(p->gcp.present);
+    assert_true(z->present);
+    assert_string_equal(z->application.display_name, "app-aks-main");
+    assert_null(z->application.description);
+    assert_int_equal(z->credential, PROFILE_AZURE_SECRET);
+    assert_int_equal(z->secret_lifetime_days, 365);
+    assert_int_equal(z->secret_renew_days, 30);
+    assert_null(z->federated_issuer);
+    assert_null(z->federated_subject);
+    assert_int_equal(z->grant, PROFILE_AZURE_BUILTIN);
+    assert_int_equal(z->role_count, 1);
+    assert_string_equal(z->roles[0].role_id, CONTRIBUTOR);
+    assert_int_equal(z->roles[0].scope, PROFILE_AZURE_SUBSCRIPTION);
+    assert_false(z->custom_role.present);
+    assert_null(z->custom_role.name);
+    assert_int_equal(profile_require(p, "azure", &err), 0);
+    assert_int_equal(profile_require(p, "gcp", &err), CG_EINVAL);
+    assert_string_equal(err.msg, "profile 'test' has no gcp section: the cluster runs on GCP; add "
+                                 "one to the profile (docs/profiles.md) or use a profile that has "
+                                 "one");
+    profile_free(p);
+
+    /* every key, templates where they are allowed, cloud.subscription = cloud.account */
+    p = load_ok(HEAD "azure:\n"
+                     "  application:\n"
+                     "    displayName: \"Platform {{cluster.name}} ({{cluster.region}})\"\n"
+                     "    description: \"in {{cloud.subscription}}\"\n"
+                     "  credential: federated\n"
+                     "  secret:\n"
+                     "    lifetimeDays: 90\n"
+                     "    renewBeforeDays: 0\n"
+                     "  federated:\n"
+                     "    issuer: \"https://oidc.example.com/{{cluster.id}}/\"\n"
+                     "    subject: \"system:serviceaccount:{{cluster.name}}:agent\"\n"
+                     "  grant: custom\n"
+                     "  roles:\n"
+                     "    - role: reader\n"
+                     "      scope: clusterResourceGroups\n"
+                     "    - role: ACDD72A7-3385-48EF-BD42-F606FBA81AE7\n"
+                     "    - role: \"{{cluster.id}}\"\n"
+                     "  customRole:\n"
+                     "    name: \"Nodes of {{cluster.name}}\"\n"
+                     "    description: \"{{cloud.account}}\"\n"
+                     "    scope: subscription\n"
+                     "    actions:\n"
+                     "      - Microsoft.Network/*/read\n"
+                     "      - \"*/read\"\n"
+                     "      - Microsoft.Authorization/*/Delete\n"
+                     "      - microsoft.insights/diagnosticSettings/*\n"
+                     "      - Microsoft.Compute/virtualMachines/start/action\n"
+                     "      - \"*\"\n",
+                &aks, NULL);
+    z = &p->azure;
+    assert_string_equal(z->application.display_name, "Platform aks-main (westeurope)");
+    assert_string_equal(z->application.description, "in 0b1f6471-1bf0-4dda-aec3-111122223333");
+    assert_int_equal(z->credential, PROFILE_AZURE_FEDERATED);
+    assert_int_equal(z->secret_lifetime_days, 90);
+    assert_int_equal(z->secret_renew_days, 0);
+    assert_string_equal(z->federated_issuer,
+                        "https://oidc.example.com/9b5d3c1e-0b6a-4a8f-9f3c-2c1f4b7e8a10/");
+    assert_string_equal(z->federated_subject, "system:serviceaccount:aks-main:agent");
+    assert_int_equal(z->grant, PROFILE_AZURE_CUSTOM);
+    /* by name in any case, or by GUID, lower-cased; both scopes */
+    assert_int_equal(z->role_count, 3);
+    assert_string_equal(z->roles[0].name, "reader");
+    assert_string_equal(z->roles[0].role_id, "acdd72a7-3385-48ef-bd42-f606fba81ae7");
+    assert_int_equal(z->roles[0].scope, PROFILE_AZURE_CLUSTER_GROUPS);
+    assert_string_equal(z->roles[1].name, "ACDD72A7-3385-48EF-BD42-F606FBA81AE7");
+    assert_string_equal(z->roles[1].role_id, "acdd72a7-3385-48ef-bd42-f606fba81ae7");
+    assert_int_equal(z->roles[1].scope, PROFILE_AZURE_SUBSCRIPTION);
+    assert_string_equal(z->roles[2].role_id, aks.cluster_id);
+    assert_true(z->custom_role.present);
+    assert_string_equal(z->custom_role.name, "Nodes of aks-main");
+    assert_string_equal(z->custom_role.description, aks.cloud_account);
+    assert_int_equal(z->custom_role.scope, PROFILE_AZURE_SUBSCRIPTION);
+    /* sorted with strcmp, as the reconcile compares them */
+    static const char *const sorted[] = {
+        "*",
+        "*/read",
+        "Microsoft.Authorization/*/Delete",
+        "Microsoft.Compute/virtualMachines/start/action",
+        "Microsoft.Network/*/read",
+        "microsoft.insights/diagnosticSettings/*",
+    };
+    assert_strings(z->custom_role.actions, z->custom_role.action_count, sorted,
+                   sizeof(sorted) / sizeof(sorted[0]));
+    profile_free(p);
+
+    /* a custom role's scope defaults to the cluster's groups; a renewal can wait to the last
+     * day */
+    p = load_ok(AHEAD "  secret:\n    lifetimeDays: 1\n    renewBeforeDays: 0\n  customRole:\n"
+                      "    name: r\n    actions: [Microsoft.Compute/disks/read]\n",
+                &aks, NULL);
+    assert_int_equal(p->azure.custom_role.scope, PROFILE_AZURE_CLUSTER_GROUPS);
+    assert_int_equal(p->azure.secret_lifetime_days, 1);
+    assert_int_equal(p->azure.grant, PROFILE_AZURE_BUILTIN);
+    profile_free(p);
+    p = load_ok(AHEAD "  secret:\n    lifetimeDays: 730\n    renewBeforeDays: 729\n", &aks, NULL);
+    assert_int_equal(p->azure.secret_renew_days, 729);
+    profile_free(p);
+    p = load_ok(AHEAD "  secret:\n    lifetimeDays: 31\n", &aks, NULL);
+    assert_int_equal(p->azure.secret_renew_days, 30);
+    profile_free(p);
+
+    /* every built-in role known by name */
+    static const char *const known[][2] = {
+        {"Contributor", CONTRIBUTOR},
+        {"Reader", "acdd72a7-3385-48ef-bd42-f606fba81ae7"},
+        {"Owner", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"},
+        {"User Access Administrator", "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"},
+        {"Virtual Machine Contributor", "9980e02c-c2be-4d73-94e8-173b1dc7cf3c"},
+        {"network contributor", "4d97b98b-1d4f-4787-a291-c67834d212e7"},
+        {"Azure Kubernetes Service Contributor Role", "ed7f3fbd-7b88-4dd4-9017-9adb7ce333f8"},
+    };
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof(yaml),
+                 HEAD "azure:\n  application: {displayName: a}\n  roles:\n    - role: %s\n",
+                 known[i][0]);
+        p = load_ok(yaml, &aks, NULL);
+        assert_string_equal(p->azure.roles[0].name, known[i][0]);
+        assert_string_equal(p->azure.roles[0].role_id, known[i][1]);
+        profile_free(p);
+    }
+
+    /* one role on two scopes is two assignments */
+    p = load_ok(AHEAD "      scope: subscription\n    - role: Contributor\n"
+                      "      scope: clusterResourceGroups\n",
+                &aks, NULL);
+    assert_int_equal(p->azure.role_count, 2);
+    profile_free(p);
+
+    /* a template value the cluster does not reveal: what supplies it on Azure */
+    struct profile_vars no_name = aks;
+    no_name.cluster_name = NULL;
+    load_fails(AHEAD, &no_name, NULL,
+               "profile 'test': azure.application.displayName needs {{cluster.name}}, which this "
+               "cluster does not reveal: it comes from ARM (the tags of the node resource group): "
+               "give the agent credentials that can read that resource group, or pass "
+               "--cluster-name");
+    struct profile_vars no_sub = aks;
+    no_sub.cloud_account = NULL;
+    load_fails(AHEAD "  customRole:\n    name: \"r-{{cloud.subscription}}\"\n", &no_sub, NULL,
+               "profile 'test': azure.customRole.name needs {{cloud.subscription}}, which this "
+               "cluster does not reveal: it is the Azure subscription id, from the nodes' "
+               "providerID or the instance metadata service: let the agent list the nodes or "
+               "reach the metadata service");
+    load_fails(AHEAD "  customRole:\n    name: \"r-{{cloud.subscriptions}}\"\n", &aks, NULL,
+               "t.yaml:10:11: azure.customRole.name: template 'r-{{cloud.subscriptions}}': "
+               "unknown variable 'cloud.subscriptions' (variables: cluster.name, cluster.id, "
+               "cluster.region, cloud.account)");
+    char *out = NULL;
+    assert_int_equal(profile_render("/subscriptions/{{cloud.subscription}}", &aks, &out, &err), 0);
+    assert_string_equal(out, "/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333");
+    free(out);
+}
+
+static void test_azure_overrides(void **state)
+{
+    (void)state;
+    struct profile *p = NULL;
+    struct cg_err err = {0};
+    /* federated without an issuer and a subject: what to pass */
+    struct profile_overrides fed = {.azure_credential = "federated"};
+    assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &aks, &fed, &err),
+                     CG_EINVAL);
+    assert_null(p);
+    assert_string_equal(err.msg, "profile 'node-autoscaler': azure.credential is federated but "
+                                 "neither azure.federated.issuer nor azure.federated.subject is "
+                                 "set: pass --azure-federated-issuer URL and "
+                                 "--azure-federated-subject SUBJECT");
+    fed.azure_federated_issuer = "https://oidc.platform.example.com";
+    assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &aks, &fed, &err),
+                     CG_EINVAL);
+    assert_string_equal(err.msg, "profile 'node-autoscaler': azure.credential is federated but "
+                                 "azure.federated.subject is not set: pass "
+                                 "--azure-federated-subject SUBJECT");
+    load_fails(AHEAD "  credential: federated\n  federated:\n    subject: s\n", &aks, NULL,
+               "profile 'test': azure.credential is federated but azure.federated.issuer is not "
+               "set: pass --azure-federated-issuer URL");
+
+    /* the flags win over the profile's values, and are taken literally */
+    struct profile_overrides flags = {.azure_federated_issuer = "https://token.example.com",
+                                      .azure_federated_subject = "{{not-a-template}}"};
+    p = load_ok(AHEAD "  credential: federated\n  federated:\n    issuer: https://a.example.com\n"
+                      "    subject: from-profile\n",
+                &aks, &flags);
+    assert_string_equal(p->azure.federated_issuer, "https://token.example.com");
+    assert_string_equal(p->azure.federated_subject, "{{not-a-template}}");
+    profile_free(p);
+    /* --azure-federated-issuer alone does not make a secret profile federated */
+    p = builtin("node-autoscaler", &aks, &flags);
+    assert_int_equal(p->azure.credential, PROFILE_AZURE_SECRET);
+    assert_null(p->azure.federated_issuer);
+    assert_null(p->azure.federated_subject);
+    profile_free(p);
+    /* --azure-credential secret takes a federated profile back to a secret */
+    struct profile_overrides secret = {.azure_credential = "secret"};
+    p = load_ok(AHEAD "  credential: federated\n", &aks, &secret);
+    assert_int_equal(p->azure.credential, PROFILE_AZURE_SECRET);
+    profile_free(p);
+
+    /* the grant needs what it assigns */
+    struct profile_overrides custom = {.azure_grant = "custom"};
+    load_fails(AHEAD, &aks, &custom,
+               "profile 'test': azure.grant is custom but there is no azure.customRole: add one "
+               "to the profile, or pass --azure-grant builtin to assign azure.roles");
+    load_fails(HEAD "azure:\n  application: {displayName: a}\n  grant: custom\n", &aks, NULL,
+               "profile 'test': azure.grant is custom but there is no azure.customRole: add one "
+               "to the profile");
+    struct profile_overrides builtin_grant = {.azure_grant = "builtin"};
+    load_fails(HEAD "azure:\n  application: {displayName: a}\n  grant: custom\n  customRole:\n"
+                    "    name: r\n    actions: ['*/read']\n",
+               &aks, &builtin_grant,
+               "profile 'test': azure.grant is builtin but azure.roles lists no role: list the "
+               "roles to assign (as '- role: Contributor'), or pass --azure-grant custom to "
+               "assign azure.customRole");
+    load_fails(HEAD "azure:\n  application: {displayName: a}\n  roles: []\n", &aks, NULL,
+               "profile 'test': azure.grant is builtin but azure.roles lists no role: list the "
+               "roles to assign (as '- role: Contributor')");
+
+    /* bad flags */
+    struct profile_overrides bad = {.azure_credential = "certificate"};
+    assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &aks, &bad, &err),
+                     CG_EINVAL);
+    assert_string_equal(err.msg,
+                        "--azure-credential must be 'secret' or 'federated', not 'certificate'");
+    struct profile_overrides bad_grant = {.azure_grant = "both"};
+    assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &aks, &bad_grant, &err),
+                     CG_EINVAL);
+    assert_string_equal(err.msg, "--azure-grant must be 'builtin' or 'custom', not 'both'");
+    static const char *const not_issuers[] = {"http://oidc.example.com",
+                                              "https://",
+                                              "https:///path",
+                                              "oidc.example.com",
+                                              "https://oidc.example.com/?tenant=1",
+                                              "https://oidc.example.com/#x",
+                                              "https://oidc example.com"};
+    for (size_t i = 0; i < sizeof(not_issuers) / sizeof(not_issuers[0]); i++) {
+        char want[512];
+        struct profile_overrides o = {.azure_credential = "federated",
+                                      .azure_federated_issuer = not_issuers[i],
+                                      .azure_federated_subject = "s"};
+        assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &aks, &o, &err),
+                         CG_EINVAL);
+        snprintf(want, sizeof(want),
+                 "--azure-federated-issuer '%s' is not an OIDC issuer: https://HOST[/PATH] "
+                 "without a query or a fragment, at most 600 characters, exactly as the "
+                 "platform's tokens carry it in 'iss'",
+                 not_issuers[i]);
+        assert_string_equal(err.msg, want);
+    }
+    static const char *const issuers[] = {
+        "https://token.actions.githubusercontent.com",
+        "https://oidc.prod-aks.azure.com/0b1f6471-1bf0-4dda-aec3-111122223333/",
+        "https://accounts.google.com", "https://localhost:8443/realms/platform"};
+    for (size_t i = 0; i < sizeof(issuers) / sizeof(issuers[0]); i++) {
+        struct profile_overrides o = {.azure_credential = "federated",
+                                      .azure_federated_issuer = issuers[i],
+                                      .azure_federated_subject = "repo:org/platform:ref:main"};
+        p = builtin("node-autoscaler", &aks, &o);
+        assert_string_equal(p->azure.federated_issuer, issuers[i]);
+        profile_free(p);
+    }
+    char long_issuer[700];
+    snprintf(long_issuer, sizeof(long_issuer), "https://%0592d", 0); /* 600 */
+    struct profile_overrides o = {.azure_credential = "federated",
+                                  .azure_federated_issuer = long_issuer,
+                                  .azure_federated_subject = "s"};
+    p = builtin("node-autoscaler", &aks, &o);
+    profile_free(p);
+    snprintf(long_issuer, sizeof(long_issuer), "https://%0593d", 0); /* 601 */
+    assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &aks, &o, &err),
+                     CG_EINVAL);
+    o.azure_federated_issuer = "https://oidc.example.com";
+    o.azure_federated_subject = "a\nb";
+    assert_int_equal(profile_load(&p, "node-autoscaler", CG_PROFILES_DIR, &aks, &o, &err),
+                     CG_EINVAL);
+    assert_string_equal(err.msg, "--azure-federated-subject 'a?b' is not a token subject: 1 to "
+                                 "600 characters without control characters");
+}
+
+static void test_azure_errors(void **state)
+{
+    (void)state;
+    char big[4096];
+    /* structure: unknown keys, types, required parts */
+    load_fails(AHEAD "  secrets: {}\n", &aks, NULL, "t.yaml:9:3: azure: unknown key 'secrets'");
+    load_fails(AHEAD "  roles: []\n", &aks, NULL, "t.yaml:9:3: azure: key 'roles' is repeated");
+    load_fails(HEAD "azure:\n  application:\n    displayName: a\n    name: b\n", &aks, NULL,
+               "t.yaml:7:5: azure.application: unknown key 'name'");
+    load_fails(AHEAD "  secret:\n    lifetime: 5\n", &aks, NULL,
+               "t.yaml:10:5: azure.secret: unknown key 'lifetime'");
+    load_fails(AHEAD "  federated:\n    audience: api://AzureADTokenExchange\n", &aks, NULL,
+               "t.yaml:10:5: azure.federated: unknown key 'audience'");
+    load_fails(AHEAD "      scopes: subscription\n", &aks, NULL,
+               "t.yaml:9:7: azure.roles[0]: unknown key 'scopes'");
+    load_fails(AHEAD "  customRole:\n    name: r\n    permissions: [a]\n", &aks, NULL,
+               "t.yaml:11:5: azure.customRole: unknown key 'permissions'");
+    load_fails(HEAD "azure: []\n", &aks, NULL,
+               "t.yaml:4:8: 'azure' must be a mapping, not a sequence");
+    load_fails(AHEAD "  secret: 365\n", &aks, NULL,
+               "t.yaml:9:11: azure: 'secret' must be a mapping, not a string");
+    load_fails(HEAD "azure:\n  roles: [{role: Reader}]\n", &aks, NULL,
+               "t.yaml:5:3: azure.application is missing: the azure section needs an app "
+               "registration with a 'displayName'");
+    load_fails(HEAD "azure:\n  application:\n    description: d\n", &aks, NULL,
+               "t.yaml:6:5: azure.application.displayName is missing");
+    load_fails(HEAD "azure:\n  application:\n    displayName: [a]\n", &aks, NULL,
+               "t.yaml:6:18: azure.application: 'displayName' must be a string, not a sequence");
+
+    /* the app's name and description, after rendering */
+    load_fails(HEAD "azure:\n  application:\n    displayName: \"\"\n", &aks, NULL,
+               "t.yaml:6:18: azure.application.displayName is empty");
+    load_fails(HEAD "azure:\n  application:\n    displayName: \"a\\tb\"\n", &aks, NULL,
+               "t.yaml:6:18: azure.application.displayName 'a?b' contains a control character");
+    struct profile_vars long_name = aks;
+    long_name.cluster_name = "a-cluster-name-of-sixty-three-characters-which-aks-allows-abcde";
+    load_fails(HEAD "azure:\n  application:\n    displayName: \"platform-access-{{cluster.name}}-"
+                    "{{cluster.name}}\"\n",
+               &long_name, NULL,
+               "t.yaml:6:18: azure.application.displayName 'platform-access-a-cluster-name-of-"
+               "sixty-three-characters-which-aks-allows-abcde-a-cluster-na...' (rendered from "
+               "'platform-access-{{cluster.name}}-{{cluster.name}}') is 143 characters, at most "
+               "120 are allowed: keep the cluster's part short with a filter, as in "
+               "'{{cluster.name | sha1 | trunc 8}}'");
+    /* characters, not bytes */
+    int len = snprintf(big, sizeof(big), HEAD "azure:\n  application:\n    displayName: \"");
+    for (int i = 0; i < 120; i++) {
+        len += snprintf(big + len, sizeof(big) - (size_t)len, "\xc3\xa9");
+    }
+    snprintf(big + len, sizeof(big) - (size_t)len, "\"\n  roles: [{role: Reader}]\n");
+    assert_int_equal(load(big, &aks, NULL, NULL), 0);
+    snprintf(big, sizeof(big), HEAD "azure:\n  application:\n    displayName: %0121d\n", 0);
+    load_fails(big, &aks, NULL,
+               "t.yaml:6:18: azure.application.displayName "
+               "'0000000000000000000000000000000000000000000000000000000000000000000000000000000"
+               "0000000000000...' is 121 characters, at most 120 are allowed");
+    snprintf(big, sizeof(big),
+             HEAD "azure:\n  application:\n    displayName: a\n    description: %01025d\n", 0);
+    load_fails(big, &aks, NULL,
+               "t.yaml:7:18: azure.application.description is 1025 characters, Graph allows "
+               "1024");
+
+    /* the credential and the secret */
+    load_fails(AHEAD "  credential: key\n", &aks, NULL,
+               "t.yaml:9:15: azure.credential must be 'secret' or 'federated', not 'key'");
+    static const char *const lifetimes[] = {"0", "731", "-1", "a year", "[365]", "1e3"};
+    for (size_t i = 0; i < sizeof(lifetimes) / sizeof(lifetimes[0]); i++) {
+        snprintf(big, sizeof(big), AHEAD "  secret:\n    lifetimeDays: %s\n", lifetimes[i]);
+        load_fails(big, &aks, NULL,
+                   "t.yaml:10:19: azure.secret.lifetimeDays must be a number of days from 1 to "
+                   "730");
+    }
+    load_fails(AHEAD "  secret:\n    lifetimeDays: 90\n    renewBeforeDays: 90\n", &aks, NULL,
+               "t.yaml:11:22: azure.secret.renewBeforeDays must be a number of days from 0 to 89, "
+               "less than lifetimeDays (90): else the secret would be replaced as soon as it is "
+               "made");
+    load_fails(AHEAD "  secret:\n    renewBeforeDays: -1\n", &aks, NULL,
+               "t.yaml:10:22: azure.secret.renewBeforeDays must be a number of days from 0 to "
+               "364, less than lifetimeDays (365): else the secret would be replaced as soon as "
+               "it is made");
+    load_fails(AHEAD "  secret:\n    lifetimeDays: 7\n", &aks, NULL,
+               "t.yaml:10:19: azure.secret.lifetimeDays 7 leaves no room for renewBeforeDays' "
+               "default of 30 days: set renewBeforeDays below 7");
+
+    /* federated, checked after rendering when used ... */
+    load_fails(AHEAD "  credential: federated\n  federated:\n    issuer: http://oidc.example.com\n"
+                     "    subject: s\n",
+               &aks, NULL,
+               "t.yaml:11:13: azure.federated.issuer 'http://oidc.example.com' is not an OIDC "
+               "issuer: https://HOST[/PATH] without a query or a fragment, at most 600 "
+               "characters, exactly as the platform's tokens carry it in 'iss'");
+    snprintf(big, sizeof(big),
+             AHEAD "  credential: federated\n  federated:\n    issuer: https://a.example.com\n"
+                   "    subject: %0601d\n",
+             0);
+    load_fails(big, &aks, NULL,
+               "t.yaml:12:14: azure.federated.subject "
+               "'0000000000000000000000000000000000000000000000000000000000000000000000000000000"
+               "0000000000000...' is not a token subject: 1 to 600 characters without control "
+               "characters");
+    /* ... and only their template syntax when not */
+    load_fails(AHEAD "  federated:\n    issuer: \"https://{{cluster.nam}}\"\n", &aks, NULL,
+               "t.yaml:10:13: azure.federated.issuer: template 'https://{{cluster.nam}}': unknown "
+               "variable 'cluster.nam' (variables: cluster.name, cluster.id, cluster.region, "
+               "cloud.account)");
+    struct profile_vars no_region = aks;
+    no_region.cluster_region = NULL;
+    assert_int_equal(
+        load(AHEAD "  federated:\n    issuer: http://{{cluster.region}}\n", &no_region, NULL, NULL),
+        0);
+
+    /* the grant and the roles */
+    load_fails(AHEAD "  grant: Custom\n", &aks, NULL,
+               "t.yaml:9:10: azure.grant must be 'builtin' or 'custom', not 'Custom'");
+    load_fails(HEAD "azure:\n  application: {displayName: a}\n  roles: Contributor\n", &aks, NULL,
+               "t.yaml:6:10: azure: 'roles' must be a sequence, not a string");
+    load_fails(HEAD "azure:\n  application: {displayName: a}\n  roles: [Contributor]\n", &aks, NULL,
+               "t.yaml:6:11: azure.roles[0] must be a mapping with 'role' and 'scope', not a "
+               "string");
+    load_fails(HEAD
+               "azure:\n  application: {displayName: a}\n  roles:\n    - scope: subscription\n",
+               &aks, NULL, "t.yaml:7:7: azure.roles[0].role is missing");
+    load_fails(HEAD "azure:\n  application: {displayName: a}\n  roles:\n    - role: Contributer\n",
+               &aks, NULL,
+               "t.yaml:7:13: azure.roles[0].role 'Contributer' is not a role known by name "
+               "(Contributor, Reader, Owner, User Access Administrator, Virtual Machine "
+               "Contributor, Network Contributor, Azure Kubernetes Service Contributor Role): "
+               "give any other role by its role definition GUID, as in "
+               "'b24988ac-6180-42a0-ab88-20f7382dd24c'");
+    static const char *const not_guids[] = {
+        "b24988ac-6180-42a0-ab88-20f7382dd24",
+        "{b24988ac-6180-42a0-ab88-20f7382dd24c}",
+        "b24988ac61804-2a0-ab88-20f7382dd24c",
+        "g24988ac-6180-42a0-ab88-20f7382dd24c",
+        "/providers/Microsoft.Authorization/roleDefinitions/b24988ac-6180-42a0-ab88-20f7382dd24c",
+        "Contributor "};
+    for (size_t i = 0; i < sizeof(not_guids) / sizeof(not_guids[0]); i++) {
+        struct cg_err err = {0};
+        snprintf(big, sizeof(big),
+                 HEAD "azure:\n  application: {displayName: a}\n  roles:\n    - role: \"%s\"\n",
+                 not_guids[i]);
+        assert_int_equal(load(big, &aks, NULL, &err), CG_EINVAL);
+        assert_non_null(strstr(err.msg, "is not a role known by name"));
+    }
+    load_fails(AHEAD "      scope: resourceGroup\n", &aks, NULL,
+               "t.yaml:9:14: azure.roles[0].scope must be 'subscription' or "
+               "'clusterResourceGroups', not 'resourceGroup'");
+    load_fails(AHEAD "    - role: Reader\n    - role: contributor\n", &aks, NULL,
+               "t.yaml:10:13: azure.roles[2].role 'contributor' is listed twice with scope "
+               "subscription");
+    load_fails(AHEAD "      scope: clusterResourceGroups\n    - role: "
+                     "B24988AC-6180-42A0-AB88-20F7382DD24C\n      scope: clusterResourceGroups\n",
+               &aks, NULL,
+               "t.yaml:10:13: azure.roles[1].role 'B24988AC-6180-42A0-AB88-20F7382DD24C' is "
+               "listed twice with scope clusterResourceGroups");
+
+    /* the custom role */
+#define CROLE AHEAD "  customRole:\n    name: \"nodes-{{cluster.name}}\"\n"
+    assert_int_equal(load(CROLE "    actions: [Microsoft.Compute/disks/read]\n", &aks, NULL, NULL),
+                     0);
+    load_fails(AHEAD "  customRole:\n    actions: ['*']\n", &aks, NULL,
+               "t.yaml:10:5: azure.customRole.name is missing");
+    snprintf(big, sizeof(big), AHEAD "  customRole:\n    name: %0513d\n", 0);
+    load_fails(big, &aks, NULL,
+               "t.yaml:10:11: azure.customRole.name "
+               "'0000000000000000000000000000000000000000000000000000000000000000000000000000000"
+               "0000000000000...' is 513 characters, at most 512 are allowed");
+    load_fails(CROLE "    scope: tenant\n", &aks, NULL,
+               "t.yaml:11:12: azure.customRole.scope must be 'subscription' or "
+               "'clusterResourceGroups', not 'tenant'");
+    load_fails(CROLE, &aks, NULL,
+               "t.yaml:10:5: azure.customRole.actions is missing: a custom role needs at least "
+               "one action");
+    load_fails(CROLE "    actions: []\n", &aks, NULL,
+               "t.yaml:11:14: azure.customRole.actions is empty: a custom role needs at least one "
+               "action");
+    load_fails(CROLE "    actions: '*'\n", &aks, NULL,
+               "t.yaml:11:14: azure.customRole: 'actions' must be a sequence, not a string");
+    load_fails(CROLE "    actions:\n      - {a: b}\n", &aks, NULL,
+               "t.yaml:12:9: azure.customRole.actions[0] must be a string, not a mapping");
+    load_fails(CROLE "    actions:\n      -\n", &aks, NULL,
+               "t.yaml:12:8: azure.customRole.actions[0] is empty");
+    static const char *const not_actions[] = {
+        "Microsoft.Compute/virtualMachines",
+        "Microsoft/virtualMachines/read",
+        "Microsoft.Compute//read",
+        "Microsoft.Compute/virtual Machines/read",
+        "Microsoft.Compute/virtualMachines*/read",
+        "Microsoft.Compute/virtualMachines/read/",
+        "ec2:RunInstances",
+        "compute.instances.create",
+        "*/",
+        "**",
+        ".Compute/disks/read",
+        "Microsoft.Compute/disks/readd",
+    };
+    for (size_t i = 0; i < sizeof(not_actions) / sizeof(not_actions[0]); i++) {
+        char want[1024];
+        snprintf(big, sizeof(big), CROLE "    actions:\n      - \"%s\"\n", not_actions[i]);
+        snprintf(want, sizeof(want),
+                 "t.yaml:12:9: azure.customRole.actions[0] '%s' is not an Azure action: "
+                 "PROVIDER/TYPE/.../VERB, the verb read, write, delete or action, '*' for a whole "
+                 "part, as in 'Microsoft.Compute/virtualMachines/*' or "
+                 "'Microsoft.Network/*/read'",
+                 not_actions[i]);
+        load_fails(big, &aks, NULL, want);
+    }
+    load_fails(CROLE "    actions:\n      - \"Microsoft.{{cluster.name}}/x/read\"\n", &aks, NULL,
+               "t.yaml:12:9: azure.customRole.actions[0] 'Microsoft.aks-main/x/read' is not an "
+               "Azure action: PROVIDER/TYPE/.../VERB, the verb read, write, delete or action, '*' "
+               "for a whole part, as in 'Microsoft.Compute/virtualMachines/*' or "
+               "'Microsoft.Network/*/read'");
+    load_fails(CROLE
+               "    actions:\n      - Microsoft.Compute/disks/write\n"
+               "      - Microsoft.Compute/disks/read\n      - Microsoft.Compute/disks/write\n",
+               &aks, NULL,
+               "t.yaml:14:9: azure.customRole.actions[2] 'Microsoft.Compute/disks/write' is listed "
+               "twice");
+    load_fails(CROLE "    actions:\n      - Microsoft.Compute/disks/write\n"
+                     "      - microsoft.compute/Disks/Write\n",
+               &aks, NULL,
+               "t.yaml:13:9: azure.customRole.actions[1] 'microsoft.compute/Disks/Write' is listed "
+               "twice (as 'Microsoft.Compute/disks/write': action names are not case-sensitive)");
+    /* checked when present, whatever the grant */
+    load_fails(AHEAD "  grant: builtin\n  customRole:\n    name: r\n    actions: [read]\n", &aks,
+               NULL,
+               "t.yaml:12:15: azure.customRole.actions[0] 'read' is not an Azure action: "
+               "PROVIDER/TYPE/.../VERB, the verb read, write, delete or action, '*' for a whole "
+               "part, as in 'Microsoft.Compute/virtualMachines/*' or "
+               "'Microsoft.Network/*/read'");
+
+    /* all three sections: each is checked */
+    load_fails(USER "azure:\n  application:\n    displayName: \"\"\n", &vars, NULL,
+               "t.yaml:9:18: azure.application.displayName is empty");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_node_autoscaler_user), cmocka_unit_test(test_node_autoscaler_role),
-        cmocka_unit_test(test_platform_access),      cmocka_unit_test(test_profile_by_path),
-        cmocka_unit_test(test_render_filters),       cmocka_unit_test(test_render_errors),
-        cmocka_unit_test(test_structure_errors),     cmocka_unit_test(test_file_errors),
-        cmocka_unit_test(test_template_errors),      cmocka_unit_test(test_name_errors),
-        cmocka_unit_test(test_role_errors),          cmocka_unit_test(test_document_errors),
-        cmocka_unit_test(test_size_quotas),          cmocka_unit_test(test_node_autoscaler_gcp),
-        cmocka_unit_test(test_platform_access_gcp),  cmocka_unit_test(test_gcp_only),
-        cmocka_unit_test(test_gcp_overrides),        cmocka_unit_test(test_gcp_errors),
+        cmocka_unit_test(test_node_autoscaler_user),
+        cmocka_unit_test(test_node_autoscaler_role),
+        cmocka_unit_test(test_platform_access),
+        cmocka_unit_test(test_profile_by_path),
+        cmocka_unit_test(test_render_filters),
+        cmocka_unit_test(test_render_errors),
+        cmocka_unit_test(test_structure_errors),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_template_errors),
+        cmocka_unit_test(test_name_errors),
+        cmocka_unit_test(test_role_errors),
+        cmocka_unit_test(test_document_errors),
+        cmocka_unit_test(test_size_quotas),
+        cmocka_unit_test(test_node_autoscaler_gcp),
+        cmocka_unit_test(test_platform_access_gcp),
+        cmocka_unit_test(test_gcp_only),
+        cmocka_unit_test(test_gcp_overrides),
+        cmocka_unit_test(test_gcp_errors),
+        cmocka_unit_test(test_node_autoscaler_azure),
+        cmocka_unit_test(test_platform_access_azure),
+        cmocka_unit_test(test_azure_only),
+        cmocka_unit_test(test_azure_overrides),
+        cmocka_unit_test(test_azure_errors),
     };
     return cmocka_run_group_tests_name("profile", tests, NULL, NULL);
 }
