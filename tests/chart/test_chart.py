@@ -348,6 +348,16 @@ def test_gcp_and_azure_workload_identity():
         assert meta["labels"]["azure.workload.identity/use"] == "true", o["kind"]
         env = env_of(spec["containers"][0])
         assert env["CLOUDGRANT_PROVIDER"]["value"] == "azure"
+    # the Azure choices reach the agent as its own option variables
+    objects = objs(v, None, "azure.credential=federated",
+                   "azure.federatedIssuer=https://oidc.platform.example",
+                   "azure.federatedSubject=system:serviceaccount:p:a", "azure.grant=custom")
+    for o, spec, meta in pod_specs(objects):
+        env = env_of(spec["containers"][0])
+        assert env["CLOUDGRANT_AZURE_CREDENTIAL"]["value"] == "federated", o["kind"]
+        assert env["CLOUDGRANT_AZURE_FEDERATED_ISSUER"]["value"] == "https://oidc.platform.example"
+        assert env["CLOUDGRANT_AZURE_FEDERATED_SUBJECT"]["value"] == "system:serviceaccount:p:a"
+        assert env["CLOUDGRANT_AZURE_GRANT"]["value"] == "custom"
 
 
 def test_watch_deployment():

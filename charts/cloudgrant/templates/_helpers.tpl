@@ -154,6 +154,22 @@ checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha25
 - name: CLOUDGRANT_GCP_IMPERSONATOR
   value: {{ . | quote }}
 {{- end }}
+{{- with $v.azure.credential }}
+- name: CLOUDGRANT_AZURE_CREDENTIAL
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.azure.federatedIssuer }}
+- name: CLOUDGRANT_AZURE_FEDERATED_ISSUER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.azure.federatedSubject }}
+- name: CLOUDGRANT_AZURE_FEDERATED_SUBJECT
+  value: {{ . | quote }}
+{{- end }}
+{{- with $v.azure.grant }}
+- name: CLOUDGRANT_AZURE_GRANT
+  value: {{ . | quote }}
+{{- end }}
 {{- with $v.cluster.provider }}
 - name: CLOUDGRANT_PROVIDER
   value: {{ . | quote }}
