@@ -1,0 +1,70 @@
+/* Internal to cloud/: the pieces every JSON REST client here needs the same way, whatever the
+ * provider: messages built from hostile text, identifiers copied from answers, JSON parsed
+ * with a nesting cap, API paths and endpoint overrides checked before a token is sent, and
+ * the waits between consistency retries.
+ *
+ * They were written for cloud/gcp/rest.c, whose private static copies (one_line, copy_token,
+ * is_blank, too_deep + load, valid_path, the endpoint checks of endpoint_from_env, backoff_ms,
+ * fmt_duration, the pageToken encoder) have the same semantics, except that
+ * cloud__endpoint_check refuses user information before anything else so that no message ever
+ * quotes it. cloud/azure uses these; gcp/rest.c can switch to them as it stands. */
+#ifndef CG_CLOUD_REST_COMMON_H
+#define CG_CLOUD_REST_COMMON_H
+
+#include "cg_err.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cg_buf;
+
+/* Text for a one-line message, into dst (cap bytes, always NUL-terminated): tabs and line
+ * breaks become single spaces, other control characters '?', the ends are trimmed, and a
+ * value too long for cap ends in "..." cut at a UTF-8 character boundary. */
+void cloud__one_line(char *dst, size_t cap, const char *s, size_t len);
+/* The same into a new string of at most cap bytes; NULL on ENOMEM. */
+char *cloud__one_line_dup(const char *s, size_t len, size_t cap);
+
+/* Copies an identifier-like value (an error code, a status name) when it fits and has only
+ * [A-Za-z0-9_.-]; anything else (NULL included) leaves dst empty rather than carry hostile
+ * text. */
+void cloud__copy_ident(char *dst, size_t cap, const char *s);
+
+/* 1 when s holds only spaces, tabs and line breaks (or nothing). */
+int cloud__is_blank(const char *s, size_t len);
+
+/* Parses a JSON text strictly (UTF-8 only, no NUL in strings, nothing after the value) into
+ * a new reference, or NULL when it is not JSON or nests deeper than max_depth (counted before
+ * parsing, so jansson's recursion stays far below its own limit whatever the text). The
+ * parser's message is dropped: it quotes the text, which may be a secret. */
+json_t *cloud__json_load(const char *s, size_t len, int max_depth);
+
+/* An API path relative to a base URL: printable ASCII (the caller percent-encodes), at most
+ * max_len bytes, no leading '/', no '#' or backslash, and no "." or ".." segment before the
+ * query (curl would resolve them and leave the base's path prefix). 1 when acceptable. */
+int cloud__path_ok(const char *path, size_t max_len);
+
+/* An endpoint override (the value of variable `var`): a URL of at most max_len bytes without
+ * spaces or control characters, https:// (plain http:// only to loopback unless
+ * allow_insecure), with a host, without user information (never quoted back: it would be a
+ * credential), a query string or a fragment. 0, or CG_EINVAL with a message naming var. */
+int cloud__endpoint_check(const char *var, const char *value, size_t max_len, int allow_insecure,
+                          struct cg_err *err);
+
+/* Appends s percent-encoded (RFC 3986: everything but ALPHA, DIGIT and "-._~" becomes %XX),
+ * for query values and application/x-www-form-urlencoded bodies. 0, CG_ENOMEM or CG_ETOOBIG;
+ * with a sensitive buffer nothing of s is left behind in freed memory. */
+int cloud__append_pct(struct cg_buf *b, const char *s, size_t len);
+
+/* A seed for cloud__backoff_ms (never 0). */
+uint64_t cloud__rng_seed(const void *salt);
+/* The n-th wait (n from 0) between consistency retries or polls: first_ms doubling up to
+ * cap_ms, minus up to a quarter of jitter so calls that failed together do not come back
+ * together. *rng is the caller's generator state. */
+long cloud__backoff_ms(uint64_t *rng, long first_ms, long cap_ms, unsigned n);
+
+/* "2 s" or "0.2 s", for messages. */
+void cloud__fmt_duration(char *buf, size_t n, long ms);
+
+#endif
