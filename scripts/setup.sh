@@ -21,6 +21,8 @@ packages=(
     python3-jsonschema
     # an independent JOSE implementation opens the sealed credentials in the tests
     python3-jwcrypto
+    # Azure references: azure-mgmt-authorization/-resource models and msal, real clients of the Azure emulator
+    python3-azure python3-msal
 )
 # kubectl is the oracle for kubeconfig resolution and the second client of the Kubernetes
 # emulator. Debian ships it as kubernetes-client; keep a newer kubectl when one is present.
