@@ -40,6 +40,8 @@ int cg_cmd_aws_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn 
                    struct cg_run_stats *stats, struct cg_err *err);
 int cg_cmd_gcp_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
                    struct cg_run_stats *stats, struct cg_err *err);
+int cg_cmd_azure_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                     struct cg_run_stats *stats, struct cg_err *err);
 
 /* The command on the cluster's cloud (--provider, else what the nodes say), on `loop` (NULL:
  * its own) (cmd_cloud.c). */

@@ -19,6 +19,7 @@ struct field_names {
 static const struct field_names field_names[] = {
     {"aws", "userName", "accountId", "accessKeyId", "secretAccessKey"},
     {"gcp", "serviceAccount", "projectId", "keyId", "key.json"},
+    {"azure", "clientId", "tenantId", "keyId", "clientSecret"},
 };
 
 /* An unknown or missing provider reads as AWS: the Secrets written before there was a choice. */

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include "rc.h"
+#include "rc_azure.h"
 
 #include <string.h>
 
@@ -174,6 +175,29 @@ static void test_entries(void **state)
     rc_list_cleanup(&l);
 }
 
+/* Role assignment names are UUIDv5 in cloudgrant's namespace: checked against Python's
+ * uuid.uuid5, an independent implementation of RFC 4122. */
+static void test_azure_names(void **state)
+{
+    (void)state;
+    char u[37];
+    rc_azure_uuid5("assignment|/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333|"
+                   "b24988ac-6180-42a0-ab88-20f7382dd24c|11111111-2222-3333-4444-555555555555",
+                   u);
+    assert_string_equal(u, "96b1c80f-eadf-5f98-971e-1662391441b1");
+    char again[37];
+    rc_azure_uuid5("assignment|/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333|"
+                   "b24988ac-6180-42a0-ab88-20f7382dd24c|11111111-2222-3333-4444-555555555555",
+                   again);
+    assert_string_equal(u, again);
+    rc_azure_uuid5("other", again);
+    assert_string_not_equal(u, again);
+    /* printf 'sub|platform-access|platform-access-aks-main' | sha1sum */
+    char n[40];
+    rc_azure_unique_name("sub", "platform-access", "platform-access-aks-main", n);
+    assert_string_equal(n, "cloudgrant-d83970a1f4853acaad156d5e");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +207,7 @@ int main(void)
         cmocka_unit_test(test_empty_graph_finishes),
         cmocka_unit_test(test_bad_dependencies_refused),
         cmocka_unit_test(test_entries),
+        cmocka_unit_test(test_azure_names),
     };
     return cmocka_run_group_tests_name("rc", tests, NULL, NULL);
 }
