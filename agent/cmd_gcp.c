@@ -5,6 +5,7 @@
 #include "cg_http.h"
 #include "cg_log.h"
 #include "cg_util.h"
+#include "cmd_flow.h"
 #include "cmd_out.h"
 #include "gcp/gcp_auth.h"
 #include "gcp/gcp_rest.h"
@@ -104,9 +105,9 @@ static void teardown(struct gcp_ctx *c)
     profile_free(c->profile);
 }
 
-static int run_mode(struct gcp_ctx *c, enum rc_mode mode, struct rc_gcp_result *res,
-                    struct cg_err *err)
+static int run_mode(void *ctx, enum rc_mode mode, void *res, struct cg_err *err)
 {
+    struct gcp_ctx *c = ctx;
     struct rc_gcp_opts ro = {
         .mode = mode,
         .api = c->api,
@@ -167,9 +168,11 @@ static int delete_stale(struct gcp_ctx *c, const char *email, char **ids, size_t
 /* After a converge: store a new key, hand over what the platform must receive now (a new or
  * still undelivered key; keyless: who may impersonate), mark it delivered, then delete the
  * keys it replaces. */
-static int deliver_after(struct gcp_ctx *c, const char *kind, struct rc_list *entries, int drift,
-                         struct rc_gcp_result *res, int *delivered, struct cg_err *err)
+static int deliver_after(void *ctx, const char *kind, struct rc_list *entries, int drift,
+                         void *resp, int *delivered, struct cg_err *err)
 {
+    struct gcp_ctx *c = ctx;
+    struct rc_gcp_result *res = resp;
     const struct profile_gcp *w = &c->profile->gcp;
     struct handover *h = &c->ho;
     *delivered = 0;
@@ -216,8 +219,10 @@ static int deliver_after(struct gcp_ctx *c, const char *kind, struct rc_list *en
     return rc;
 }
 
-static void print_result(struct gcp_ctx *c, const char *verb, const struct rc_gcp_result *res)
+static void print_result(void *ctx, const char *verb, void *resp)
 {
+    struct gcp_ctx *c = ctx;
+    const struct rc_gcp_result *res = resp;
     if (cmd_json_out(c->o)) {
         json_t *root = json_pack("{s:o}", "changes", cmd_entries_json(&res->entries, 0));
         if (res->resources.count > 0) {
@@ -233,8 +238,10 @@ static void print_result(struct gcp_ctx *c, const char *verb, const struct rc_gc
 }
 
 /* rotate: a new key is created, stored and delivered before the old one is deleted. */
-static int rotate(struct gcp_ctx *c, struct rc_gcp_result *res, int *delivered, struct cg_err *err)
+static int rotate(void *ctx, void *resp, int *delivered, struct cg_err *err)
 {
+    struct gcp_ctx *c = ctx;
+    struct rc_gcp_result *res = resp;
     char *old = c->ho.stored.key_id ? strdup(c->ho.stored.key_id) : NULL;
     int rc = rc_gcp_create_key(c->b->s.http, c->api, c->project, res->email, &res->key_id,
                                &res->key_file, err);
@@ -255,216 +262,75 @@ static int rotate(struct gcp_ctx *c, struct rc_gcp_result *res, int *delivered, 
     return rc;
 }
 
+static struct rc_list *entries(void *res)
+{
+    return &((struct rc_gcp_result *)res)->entries;
+}
+
+static const char *principal(void *ctx, void *res)
+{
+    const char *email = ((struct rc_gcp_result *)res)->email;
+    return email ? email : ((struct gcp_ctx *)ctx)->profile->gcp.service_account.id;
+}
+
+static int has_new_key(void *res)
+{
+    return ((struct rc_gcp_result *)res)->key_id != NULL;
+}
+
+static void cleanup(void *res)
+{
+    rc_gcp_result_cleanup(res);
+}
+
+static void counts(void *ctx, unsigned long *reads, unsigned long *writes)
+{
+    struct gcp_ctx *c = ctx;
+    struct gcp_rest_stats gs = {0};
+    if (c->api != NULL) {
+        gcp_rest_get_stats(c->api, &gs);
+    }
+    *reads = gs.reads;
+    *writes = gs.writes;
+}
+
 int cg_cmd_gcp_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
                    struct cg_run_stats *stats, struct cg_err *err)
 {
     struct gcp_ctx c = {.o = o, .b = b, .getenv_fn = getenv_fn ? getenv_fn : env_default};
-    struct rc_gcp_result res = {0};
-    struct rc_gcp_result after = {0};
-    int exit_code = CG_EXIT_FAIL;
-    int rc;
     c.started_at = (int64_t)time(NULL);
-
-    rc = setup(&c, err);
+    int code;
+    int rc = setup(&c, err);
     if (rc < 0) {
-        exit_code = rc == CG_EINVAL || rc == CG_ENOTFOUND ? CG_EXIT_USAGE : CG_EXIT_FAIL;
-        goto out;
+        code = rc == CG_EINVAL || rc == CG_ENOTFOUND ? CG_EXIT_USAGE : CG_EXIT_FAIL;
+        if (stats != NULL) {
+            counts(&c, &stats->reads, &stats->writes);
+        }
+    } else {
+        char where[128];
+        snprintf(where, sizeof(where), "GCP project %s", c.project);
+        struct cmd_flow f = {
+            .ctx = &c,
+            .ho = &c.ho,
+            .profile = c.profile->name,
+            .where = where,
+            .what = "service account",
+            .credential = "key",
+            .hands_key = c.profile->gcp.credential == PROFILE_GCP_KEY,
+            .no_key = "is keyless on GCP: there is no key to rotate",
+            .result_size = sizeof(struct rc_gcp_result),
+            .entries = entries,
+            .principal = principal,
+            .run = run_mode,
+            .deliver = deliver_after,
+            .rotate = rotate,
+            .has_new_key = has_new_key,
+            .print = print_result,
+            .cleanup = cleanup,
+            .counts = counts,
+        };
+        code = cmd_flow_run(&f, o, c.b->s.k8s, stats, err);
     }
-    const struct profile_gcp *w = &c.profile->gcp;
-    int hands_key = w->credential == PROFILE_GCP_KEY;
-    int mutates = o->command == CG_CMD_ONBOARD || o->command == CG_CMD_ROTATE ||
-                  (o->command == CG_CMD_CHECK && o->fix);
-    if (hands_key && mutates && !handover_has_channel(&c.ho)) {
-        cg_err_set(err, CG_EINVAL,
-                   "profile '%s' hands a service-account key over, and there is nowhere to hand "
-                   "it: pass --report-url URL (the platform), or --credentials-out FILE",
-                   c.profile->name);
-        exit_code = CG_EXIT_USAGE;
-        goto out;
-    }
-    if (o->command == CG_CMD_ROTATE && !hands_key) {
-        cg_err_set(err, CG_EINVAL, "profile '%s' is keyless on GCP: there is no key to rotate",
-                   c.profile->name);
-        exit_code = CG_EXIT_USAGE;
-        goto out;
-    }
-    rc = handover_store_open(&c.ho, c.b->s.k8s, c.profile->name, err);
-    if (rc < 0) {
-        exit_code = CG_EXIT_USAGE;
-        goto out;
-    }
-    if (hands_key && handover_store_read(&c.ho, err) < 0) {
-        goto out;
-    }
-    const char *sa = w->service_account.id;
-    switch (o->command) {
-    case CG_CMD_PLAN:
-        rc = run_mode(&c, RC_MODE_PLAN, &res, err);
-        if (rc < 0) {
-            goto out;
-        }
-        if (cmd_json_out(o)) {
-            cmd_print_json(json_pack("{s:o}", "actions", cmd_entries_json(&res.entries, 0)));
-        } else {
-            print_result(&c, "plan", &res);
-        }
-        cmd_summarize(
-            stats, "plan: %zu change%s to service account %s in GCP project %s (profile %s)",
-            res.entries.count, res.entries.count == 1 ? "" : "s", sa, c.project, c.profile->name);
-        exit_code = CG_EXIT_OK;
-        break;
-    case CG_CMD_CHECK: {
-        rc = run_mode(&c, RC_MODE_CHECK, &res, err);
-        if (rc < 0) {
-            goto out;
-        }
-        exit_code = res.entries.count ? CG_EXIT_DRIFT : CG_EXIT_OK;
-        int delivered = 0;
-        struct rc_gcp_result fixed = {0};
-        if (o->fix && res.entries.count > 0) {
-            rc = run_mode(&c, RC_MODE_APPLY, &fixed, err);
-            if (rc == 0) {
-                rc = deliver_after(&c, "DriftReport", &res.entries, 1, &fixed, &delivered, err);
-            }
-            rc_gcp_result_cleanup(&fixed);
-            if (rc < 0) {
-                exit_code = CG_EXIT_FAIL;
-                goto out;
-            }
-            rc = run_mode(&c, RC_MODE_CHECK, &after, err);
-            if (rc < 0) {
-                goto out;
-            }
-            exit_code = after.entries.count ? CG_EXIT_DRIFT : CG_EXIT_OK;
-        } else {
-            rc = deliver_after(&c, "DriftReport", &res.entries, 1, &fixed, &delivered, err);
-            if (rc < 0) {
-                exit_code = CG_EXIT_FAIL;
-                goto out;
-            }
-        }
-        if (cmd_json_out(o)) {
-            json_t *root = json_pack("{s:o}", "drift", cmd_entries_json(&res.entries, 1));
-            if (o->fix) {
-                json_object_set_new(root, "remaining", cmd_entries_json(&after.entries, 1));
-            }
-            cmd_print_json(root);
-        } else if (res.entries.count == 0) {
-            printf("no drift: service account %s matches profile %s\n", res.email, c.profile->name);
-        } else {
-            printf("drift: service account %s differs from profile %s\n", res.email,
-                   c.profile->name);
-            cmd_print_entries(&res.entries, 1, stdout);
-            if (o->fix) {
-                printf(after.entries.count ? "not repaired:\n" : "repaired\n");
-                cmd_print_entries(&after.entries, 1, stdout);
-            }
-        }
-        if (res.entries.count == 0) {
-            cmd_summarize(
-                stats, "check: no drift; service account %s in GCP project %s matches profile %s",
-                res.email, c.project, c.profile->name);
-        } else {
-            cmd_summarize(
-                stats, "check: %zu drift entr%s on service account %s in GCP project %s%s",
-                res.entries.count, res.entries.count == 1 ? "y" : "ies", res.email, c.project,
-                !o->fix               ? " (run check --fix to repair)"
-                : after.entries.count ? ", not all repaired"
-                                      : ", repaired");
-        }
-        break;
-    }
-    case CG_CMD_ONBOARD:
-    case CG_CMD_ROTATE: {
-        rc = run_mode(&c, RC_MODE_APPLY, &res, err);
-        int delivered = 0;
-        if (rc < 0) {
-            /* a key created before the failure is still stored and handed over */
-            struct cg_err derr = {0};
-            if (res.key_id != NULL) {
-                deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, &derr);
-            } else if (c.ho.report_on) {
-                handover_send(&c.ho, "OnboardingReport", &res.entries, 0, err->msg, NULL, NULL,
-                              NULL, &derr);
-            }
-            print_result(&c, cg_command_name(o->command), &res);
-            goto out;
-        }
-        if (o->command == CG_CMD_ROTATE && res.key_id == NULL) {
-            rc = deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, err);
-            if (rc == 0) {
-                rc = rotate(&c, &res, &delivered, err);
-            }
-        } else {
-            rc = deliver_after(&c, "OnboardingReport", &res.entries, 0, &res, &delivered, err);
-        }
-        print_result(&c, cg_command_name(o->command), &res);
-        if (delivered && !cmd_json_out(o)) {
-            printf("key %s handed over%s%s%s\n", c.ho.stored.key_id,
-                   c.ho.report_on ? " to the platform" : "",
-                   o->credentials_out && strcmp(o->credentials_out, "-") ? " and written to " : "",
-                   o->credentials_out && strcmp(o->credentials_out, "-") ? o->credentials_out : "");
-        }
-        if (rc < 0) {
-            goto out;
-        }
-        cmd_summarize(
-            stats,
-            "%s: service account %s in GCP project %s converged to profile %s, %zu change%s%s%s%s",
-            cg_command_name(o->command), res.email, c.project, c.profile->name, res.entries.count,
-            res.entries.count == 1 ? "" : "s", delivered ? "; key " : "",
-            delivered ? c.ho.stored.key_id : "", delivered ? " handed over" : "");
-        exit_code = CG_EXIT_OK;
-        break;
-    }
-    case CG_CMD_OFFBOARD: {
-        rc = run_mode(&c, RC_MODE_OFFBOARD, &res, err);
-        struct cg_err rerr = {0};
-        int hrc = 0;
-        if (rc == 0) {
-            hrc = credstore_delete(&c.ho.store, &rerr);
-            if (hrc == 0 && c.ho.report_on) {
-                hrc = handover_send(&c.ho, "OffboardingReport", &res.entries, 0, NULL, NULL, NULL,
-                                    NULL, &rerr);
-            }
-        } else if (c.ho.report_on) {
-            handover_send(&c.ho, "OffboardingReport", &res.entries, 0, err->msg, NULL, NULL, NULL,
-                          &rerr);
-        }
-        print_result(&c, "offboard", &res);
-        if (rc == 0 && hrc < 0) {
-            *err = rerr;
-            rc = hrc;
-        }
-        if (rc < 0) {
-            goto out;
-        }
-        cmd_summarize(stats, "offboard: %zu change%s of profile %s in GCP project %s",
-                      res.entries.count, res.entries.count == 1 ? "" : "s", c.profile->name,
-                      c.project);
-        exit_code = CG_EXIT_OK;
-        break;
-    }
-    default:
-        cg_err_set(err, CG_EINVAL, "command '%s' does not apply to GCP",
-                   cg_command_name(o->command));
-        exit_code = CG_EXIT_USAGE;
-        break;
-    }
-out:
-    fflush(stdout);
-    if (stats != NULL) {
-        struct gcp_rest_stats gs = {0};
-        if (c.api != NULL) {
-            gcp_rest_get_stats(c.api, &gs);
-        }
-        stats->reads = gs.reads;
-        stats->writes = gs.writes;
-        stats->drift = o->command == CG_CMD_CHECK ? res.entries.count : 0;
-        stats->remaining = o->fix ? after.entries.count : stats->drift;
-    }
-    rc_gcp_result_cleanup(&res);
-    rc_gcp_result_cleanup(&after);
     teardown(&c);
-    return exit_code;
+    return code;
 }
