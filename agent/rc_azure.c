@@ -802,6 +802,9 @@ static int compare(struct run *r, struct rc_list *out)
         free(name);
     }
     /* role assignments */
+    if (r->sp != NULL) {
+        name_assignments(r, str(r->sp, "id"));
+    }
     match_assignments(r);
     for (size_t k = 0; k < r->ra_count; k++) {
         if (r->ras[k].have == NULL) {

@@ -195,7 +195,7 @@ def azure_demo(binary):
             az.remove_role_assignment(a["name"])
         step("drift check finds it (exit code 3)", ["check"] + prof, want=3)
         step("and repairs it", ["check", "--fix"] + prof + out)
-        step("least privilege instead: a custom role on the cluster's resource groups",
+        step("least privilege instead: a custom role with only the actions the platform uses",
              ["onboard", "--azure-grant", "custom"] + prof + out)
         step("rotate: new secret stored and handed over before the old one goes",
              ["rotate", "--azure-grant", "custom"] + prof + out)

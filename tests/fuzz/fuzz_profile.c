@@ -230,8 +230,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const struct {
         const struct profile_vars *vars;
         const struct profile_overrides *ov;
-    } runs[] = {{&known, NULL},     {&known, &role},         {&known, &role_bare},
-                {&known, &keyless}, {&known, &keyless_bare}, {&no_name, NULL},
+    } runs[] = {{&known, NULL},       {&known, &role},          {&known, &role_bare},
+                {&known, &keyless},   {&known, &keyless_bare},  {&no_name, NULL},
                 {&known, &federated}, {&known, &federated_bare}};
     for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
         struct profile *p = NULL;
