@@ -3,11 +3,8 @@
  * with a nesting cap, API paths and endpoint overrides checked before a token is sent, and
  * the waits between consistency retries.
  *
- * They were written for cloud/gcp/rest.c, whose private static copies (one_line, copy_token,
- * is_blank, too_deep + load, valid_path, the endpoint checks of endpoint_from_env, backoff_ms,
- * fmt_duration, the pageToken encoder) have the same semantics, except that
- * cloud__endpoint_check refuses user information before anything else so that no message ever
- * quotes it. cloud/azure uses these; gcp/rest.c can switch to them as it stands. */
+ * cloud/gcp/rest.c and cloud/azure/rest.c both use them. cloud__endpoint_check refuses user
+ * information before anything else so that no message ever quotes it. */
 #ifndef CG_CLOUD_REST_COMMON_H
 #define CG_CLOUD_REST_COMMON_H
 

@@ -1,7 +1,7 @@
 /* Internal to cloud/: a cached bearer token, the calls waiting for it and the one refresh that
  * serves them all, plus the pieces of an OAuth token answer every source reads the same way.
- * This is the bookkeeping cloud/gcp/auth.c does for its one token (its private copy has the
- * same semantics); cloud/azure/auth.c keeps one slot per resource with it.
+ * cloud/gcp/auth.c keeps its one token in a slot; cloud/azure/auth.c keeps one slot per
+ * resource.
  *
  * A provider embeds one `struct cloud_token_owner` (its engine, clock and lifetime counters)
  * and one `struct cloud_token_slot` per token it caches. Rules the provider keeps:

@@ -2,10 +2,13 @@
  * grant) or the metadata server, cached and shared by concurrent callers. See gcp_auth.h and
  * protocols.md 2.1 and 2.2.
  *
- * The provider follows cloud/aws/creds.c: waiters queue on one refresh (`fetch`), every answer
- * goes through the loop, and `busy` counts the engine callbacks that will come back to us so
- * the memory outlives gcp_auth_free until the last of them. */
+ * The cache, the waiters queued on one refresh (`fetch`) and the lifetime rules are
+ * cloud/token_cache's: every answer goes through the loop, and owner.busy counts the engine
+ * callbacks that will come back to us so the memory outlives gcp_auth_free until the last of
+ * them. */
 #include "gcp_auth.h"
+
+#include "../token_cache.h"
 
 #include "cg_buf.h"
 #include "cg_http.h"
@@ -330,92 +333,13 @@ out:
 
 /* ---- token answers ------------------------------------------------------------------------- */
 
-/* Loads a JSON answer and wipes every copy of the body we made (a 200 carries the token). */
-static json_t *take_json(struct cg_http_req *req)
-{
-    size_t len = 0;
-    char *body = cg_http_req_take_body(req, &len);
-    if (body == NULL) {
-        return NULL;
-    }
-    json_t *doc = json_loadb(body, len, 0, NULL);
-    cg_wipe(body, len);
-    free(body);
-    return doc;
-}
-
-static void answer_free(json_t *doc)
-{
-    static const char *const secrets[] = {"access_token", "id_token", "refresh_token"};
-    for (size_t i = 0; json_is_object(doc) && i < sizeof(secrets) / sizeof(secrets[0]); i++) {
-        json_t *v = json_object_get(doc, secrets[i]);
-        if (json_is_string(v)) {
-            cg_wipe((char *)json_string_value(v), json_string_length(v));
-        }
-    }
-    json_decref(doc);
-}
-
-/* {"access_token","expires_in","token_type"}: 0 with a new secret token, or CG_EINVAL with
- * *what saying what is wrong (never a value), or CG_ENOMEM. */
-static int token_from(json_t *doc, char **token, int64_t *expires_in, const char **what)
-{
-    if (!json_is_object(doc)) {
-        *what = "answer is not a JSON object";
-        return CG_EINVAL;
-    }
-    json_t *at = json_object_get(doc, "access_token");
-    const char *tok = json_string_value(at);
-    size_t tlen = json_is_string(at) ? json_string_length(at) : 0;
-    int ok = tok != NULL && tlen > 0 && tlen <= TOKEN_MAX && strlen(tok) == tlen;
-    for (size_t i = 0; ok && i < tlen; i++) {
-        ok = tok[i] > 0x20 && tok[i] < 0x7f; /* it goes into an Authorization header */
-    }
-    if (!ok) {
-        *what = "answer has no usable access_token";
-        return CG_EINVAL;
-    }
-    json_t *tt = json_object_get(doc, "token_type");
-    if (tt != NULL && (!json_is_string(tt) || strcasecmp(json_string_value(tt), "Bearer") != 0)) {
-        *what = "answer's token_type is not Bearer";
-        return CG_EINVAL;
-    }
-    json_t *ex = json_object_get(doc, "expires_in");
-    json_int_t secs = -1;
-    if (json_is_integer(ex)) {
-        secs = json_integer_value(ex);
-    } else if (json_is_string(ex)) {
-        const char *s = json_string_value(ex);
-        char *end = NULL;
-        long long v = isdigit((unsigned char)s[0]) ? strtoll(s, &end, 10) : -1;
-        secs = end != NULL && *end == '\0' ? (json_int_t)v : -1;
-    }
-    if (secs <= 0) {
-        *what = "answer has no valid expires_in";
-        return CG_EINVAL;
-    }
-    *expires_in = secs > EXPIRES_IN_MAX ? EXPIRES_IN_MAX : (int64_t)secs;
-    if ((*token = strdup(tok)) == NULL) {
-        return CG_ENOMEM;
-    }
-    return 0;
-}
-
 /* ---- the provider -------------------------------------------------------------------------- */
 
 enum source { SRC_NONE = 0, SRC_KEY, SRC_METADATA, SRC_COUNT };
 
-struct waiter {
-    gcp_token_cb *cb;
-    void *data;
-    struct waiter *next;
-};
-
-struct fetch;
-
 struct gcp_auth {
-    struct cg_http *h;
-    int64_t (*now)(void);
+    struct cloud_token_owner owner; /* engine, clock, lifetime counters */
+    struct cloud_token_slot slot;   /* the cached token and its waiters */
     enum source src;
 
     struct gcp_key_file key; /* SRC_KEY */
@@ -425,17 +349,7 @@ struct gcp_auth {
     long md_timeout_ms;
     char *md_email; /* learnt from the metadata server */
 
-    char *token; /* the cache (secret); NULL when none */
-    int64_t expires_at;
     const char *source; /* of the cached token; NULL before the first one */
-
-    struct waiter *head;
-    struct waiter **tail;
-    int kick_pending; /* a zero-delay timer will serve the queue */
-    struct fetch *fetch;
-    int busy;       /* timers and requests that will call back into us */
-    int delivering; /* inside waiters' callbacks */
-    int dead;       /* the owner freed it */
 };
 
 /* One refresh. The metadata source waits for its token and email requests both. */
@@ -465,53 +379,16 @@ static void provider_release(struct gcp_auth *a)
     gcp_key_file_cleanup(&a->key);
     free(a->md_host);
     free(a->md_email);
-    cg_secret_free(a->token);
+    cloud__token_slot_cleanup(&a->slot);
     free(a);
 }
 
-static void maybe_release(struct gcp_auth *a)
+static void owner_release(struct cloud_token_owner *o)
 {
-    if (a->dead && a->busy == 0 && a->delivering == 0 && a->fetch == NULL && a->head == NULL) {
+    struct gcp_auth *a = (struct gcp_auth *)o; /* owner is the first member */
+    if (cloud__token_owner_quiet(o) && cloud__token_slot_idle(&a->slot)) {
         provider_release(a);
     }
-}
-
-/* Seconds the cached token still has; -1 when there is none. */
-static int64_t remaining(const struct gcp_auth *a)
-{
-    return a->token != NULL ? a->expires_at - a->now() : -1;
-}
-
-/* Answers every queued waiter with token (copied first: a callback may invalidate the cache or
- * free the provider) or err. Waiters added by the callbacks form a new queue. */
-static void deliver_all(struct gcp_auth *a, const char *token, const struct cg_err *err)
-{
-    struct waiter *w = a->head;
-    struct cg_err nomem = {0};
-    char *copy = NULL;
-    a->head = NULL;
-    a->tail = &a->head;
-    if (token != NULL && (copy = strdup(token)) == NULL) {
-        err = &nomem;
-        cg_err_set(&nomem, CG_ENOMEM, "out of memory");
-    }
-    a->delivering++;
-    while (w != NULL) {
-        struct waiter *next = w->next;
-        w->cb(copy, copy != NULL ? NULL : err, w->data);
-        free(w);
-        w = next;
-    }
-    a->delivering--;
-    cg_secret_free(copy);
-    maybe_release(a);
-}
-
-static void deliver_canceled(struct gcp_auth *a)
-{
-    struct cg_err e = {0};
-    cg_err_set(&e, CG_ECANCELED, "GCP token request cancelled");
-    deliver_all(a, NULL, &e);
 }
 
 static void fetch_free(struct fetch *f)
@@ -526,31 +403,14 @@ static void finish(struct fetch *f, char *token, int64_t expires_in, const struc
 {
     struct gcp_auth *a = f->a;
     enum source src = f->src;
-    a->fetch = NULL;
     fetch_free(f);
-    if (a->dead) {
-        cg_secret_free(token);
-        deliver_canceled(a);
-        return;
-    }
-    if (token != NULL) {
-        cg_secret_free(a->token);
-        a->token = token;
-        a->expires_at = a->now() + expires_in;
+    if (token != NULL && !a->owner.dead) {
         a->source = src == SRC_KEY ? a->key_source : "metadata server";
         CG_LOG(CG_LOG_DEBUG, "gcp", "GCP token from %s, expires in %lld s", a->source,
                (long long)expires_in);
-        deliver_all(a, a->token, NULL);
-        return;
     }
-    if (remaining(a) > STALE_OK_S) {
-        /* the token we hold still works for a while: the next call tries again */
-        CG_LOG(CG_LOG_DEBUG, "gcp", "refreshing the GCP token failed, using the cached one: %s",
-               err->msg);
-        deliver_all(a, a->token, NULL);
-        return;
-    }
-    deliver_all(a, NULL, err);
+    /* caches the token or falls back to the cached one; may free the provider */
+    cloud__token_done(&a->slot, token, expires_in, err);
 }
 
 static void finish_err(struct fetch *f, int code, long status, const char *fmt, ...)
@@ -580,7 +440,7 @@ static int sign_grant(struct cg_http_req *req, void *data, struct cg_err *err)
     struct gcp_auth *a = f->a;
     char *jwt = NULL;
     struct cg_buf b;
-    int rc = gcp_jwt_assertion(&a->key, SCOPE_CLOUD_PLATFORM, a->now(), &jwt, err);
+    int rc = gcp_jwt_assertion(&a->key, SCOPE_CLOUD_PLATFORM, a->owner.now(), &jwt, err);
     if (rc < 0) {
         return rc;
     }
@@ -654,8 +514,8 @@ static void on_key_token(struct cg_http_req *req, const struct cg_err *herr, voi
 {
     struct fetch *f = data;
     struct gcp_auth *a = f->a;
-    a->busy--;
-    if (a->dead) {
+    a->owner.busy--;
+    if (a->owner.dead) {
         finish_err(f, CG_ECANCELED, 0, "GCP token request cancelled");
         return;
     }
@@ -664,13 +524,14 @@ static void on_key_token(struct cg_http_req *req, const struct cg_err *herr, voi
         return;
     }
     long status = cg_http_req_status(req);
-    json_t *doc = take_json(req);
+    json_t *doc = cloud__token_answer_load(req);
     if (status == 200) {
         char *token = NULL;
         int64_t expires_in = 0;
         const char *what = "out of memory";
-        int rc = token_from(doc, &token, &expires_in, &what);
-        answer_free(doc);
+        int rc =
+            cloud__token_from_answer(doc, TOKEN_MAX, EXPIRES_IN_MAX, &token, &expires_in, &what);
+        cloud__token_answer_free(doc);
         if (rc < 0) {
             finish_err(f, rc, status, "%s: %s", a->what, what);
             return;
@@ -682,7 +543,7 @@ static void on_key_token(struct cg_http_req *req, const struct cg_err *herr, voi
      * a server failure or an answer from something else is not. */
     char text[320];
     int oauth = oauth_error_text(doc, text, sizeof(text));
-    answer_free(doc);
+    cloud__token_answer_free(doc);
     int code = status < 500 && (oauth || status == 401 || status == 403) ? CG_EAUTH : CG_ESTATUS;
     if (oauth) {
         finish_err(f, code, status, "%s: %s", a->what, text);
@@ -712,13 +573,13 @@ static void key_start(struct fetch *f)
     cg_http_req_set_max_body(req, ANSWER_LIMIT);
     cg_http_req_set_sign(req, sign_grant, f);
     cg_http_req_set_retry_classifier(req, oauth_retry, f);
-    if (cg_http_submit(a->h, req, on_key_token, f, &err) < 0) {
+    if (cg_http_submit(a->owner.http, req, on_key_token, f, &err) < 0) {
         cg_http_req_free(req);
         cg_err_wrap(&err, "%s", a->what);
         finish(f, NULL, 0, &err);
         return;
     }
-    a->busy++;
+    a->owner.busy++;
 }
 
 /* ---- source 2: the metadata server --------------------------------------------------------- */
@@ -734,7 +595,7 @@ static int genuine(struct cg_http_req *req)
 static void md_complete(struct fetch *f)
 {
     struct gcp_auth *a = f->a;
-    if (a->dead) {
+    if (a->owner.dead) {
         finish_err(f, CG_ECANCELED, 0, "GCP token request cancelled");
         return;
     }
@@ -771,9 +632,9 @@ static void on_md_token(struct cg_http_req *req, const struct cg_err *herr, void
 {
     struct fetch *f = data;
     struct gcp_auth *a = f->a;
-    a->busy--;
+    a->owner.busy--;
     f->pending--;
-    if (a->dead) {
+    if (a->owner.dead) {
         /* md_complete answers with CG_ECANCELED */
     } else if (herr != NULL && herr->code == CG_ECANCELED) {
         md_fail(f, herr->code, 0, "GCP token from metadata server '%s': %s", a->md_host, herr->msg);
@@ -793,10 +654,11 @@ static void on_md_token(struct cg_http_req *req, const struct cg_err *herr, void
                 "GCP token from metadata server '%s': HTTP %ld%s%s%s", a->md_host, status,
                 reason ? " (" : "", reason ? reason : "", reason ? ")" : "");
     } else {
-        json_t *doc = take_json(req);
+        json_t *doc = cloud__token_answer_load(req);
         const char *what = "out of memory";
-        int rc = token_from(doc, &f->token, &f->expires_in, &what);
-        answer_free(doc);
+        int rc = cloud__token_from_answer(doc, TOKEN_MAX, EXPIRES_IN_MAX, &f->token, &f->expires_in,
+                                          &what);
+        cloud__token_answer_free(doc);
         if (rc < 0) {
             md_fail(f, rc, 200, "GCP token from metadata server '%s': %s", a->md_host, what);
         }
@@ -823,9 +685,9 @@ static void on_md_email(struct cg_http_req *req, const struct cg_err *herr, void
 {
     struct fetch *f = data;
     struct gcp_auth *a = f->a;
-    a->busy--;
+    a->owner.busy--;
     f->pending--;
-    if (herr == NULL && !a->dead && genuine(req) && cg_http_req_status(req) == 200) {
+    if (herr == NULL && !a->owner.dead && genuine(req) && cg_http_req_status(req) == 200) {
         size_t len = 0;
         const char *body = cg_http_req_body(req, &len);
         char *email = strndup(body, len);
@@ -838,7 +700,7 @@ static void on_md_email(struct cg_http_req *req, const struct cg_err *herr, void
         }
         free(email);
     }
-    if (f->email == NULL && !a->dead) {
+    if (f->email == NULL && !a->owner.dead) {
         /* the token works without it; the next refresh asks again */
         CG_LOG(CG_LOG_DEBUG, "gcp", "metadata server '%s': no usable service-account email",
                a->md_host);
@@ -867,12 +729,12 @@ static int md_submit(struct fetch *f, const char *path, const char *label, cg_ht
     cg_http_req_set_timeout(req, MD_ATTEMPTS * a->md_timeout_ms + 1000);
     cg_http_req_set_max_attempts(req, MD_ATTEMPTS);
     cg_http_req_set_max_body(req, ANSWER_LIMIT);
-    int rc = cg_http_submit(a->h, req, done, f, err);
+    int rc = cg_http_submit(a->owner.http, req, done, f, err);
     if (rc < 0) {
         cg_http_req_free(req);
         return rc;
     }
-    a->busy++;
+    a->owner.busy++;
     f->pending++;
     return 0;
 }
@@ -932,7 +794,7 @@ static int load_key(struct gcp_auth *a, const char *path, struct cg_err *err)
         return rc;
     }
     /* sign once now: a key that cannot sign is a configuration error, said at startup */
-    rc = gcp_jwt_assertion(&a->key, SCOPE_CLOUD_PLATFORM, a->now(), &jwt, err);
+    rc = gcp_jwt_assertion(&a->key, SCOPE_CLOUD_PLATFORM, a->owner.now(), &jwt, err);
     cg_secret_free(jwt);
     if (rc < 0) {
         cg_err_wrap(err, "GOOGLE_APPLICATION_CREDENTIALS: service-account key file '%s'", p);
@@ -942,6 +804,8 @@ static int load_key(struct gcp_auth *a, const char *path, struct cg_err *err)
     snprintf(a->key_source, sizeof(a->key_source), "service-account key file '%s'", p);
     return 0;
 }
+
+static void start_fetch(struct cloud_token_slot *s);
 
 int gcp_auth_new(struct gcp_auth **out, struct cg_http *h, const struct gcp_auth_env *env,
                  struct cg_err *err)
@@ -953,10 +817,12 @@ int gcp_auth_new(struct gcp_auth **out, struct cg_http *h, const struct gcp_auth
     if (a == NULL) {
         return cg_err_set(err, CG_ENOMEM, "out of memory");
     }
-    a->h = h;
-    a->tail = &a->head;
+    a->owner.http = h;
+    a->owner.now = env && env->now ? env->now : sys_now;
+    a->owner.release = owner_release;
+    cloud__token_slot_init(&a->slot, &a->owner, "GCP token", "gcp", REFRESH_MARGIN_S, STALE_OK_S,
+                           start_fetch, a);
     const char *(*get)(const char *) = env && env->getenv ? env->getenv : sys_getenv;
-    a->now = env && env->now ? env->now : sys_now;
     a->md_timeout_ms =
         env && env->metadata_timeout_ms > 0 ? env->metadata_timeout_ms : MD_TIMEOUT_MS;
     int rc = 0;
@@ -1014,29 +880,27 @@ void gcp_auth_invalidate(struct gcp_auth *a)
     if (a == NULL) {
         return;
     }
-    cg_secret_free(a->token);
-    a->token = NULL;
-    a->expires_at = 0;
+    cloud__token_invalidate(&a->slot);
 }
 
-static void start_fetch(struct gcp_auth *a)
+static void start_fetch(struct cloud_token_slot *s)
 {
+    struct gcp_auth *a = s->data;
     if (a->src == SRC_NONE) {
         struct cg_err e = {0};
         cg_err_set(&e, CG_EAUTH, NO_SOURCE_MESSAGE);
-        deliver_all(a, NULL, &e);
+        cloud__token_done(s, NULL, 0, &e);
         return;
     }
     struct fetch *f = calloc(1, sizeof(*f));
     if (f == NULL) {
         struct cg_err e = {0};
         cg_err_set(&e, CG_ENOMEM, "out of memory");
-        deliver_all(a, NULL, &e);
+        cloud__token_done(s, NULL, 0, &e);
         return;
     }
     f->a = a;
     f->src = a->src;
-    a->fetch = f;
     if (a->src == SRC_KEY) {
         key_start(f);
     } else {
@@ -1044,39 +908,14 @@ static void start_fetch(struct gcp_auth *a)
     }
 }
 
-static void kick(void *data, int canceled)
-{
-    struct gcp_auth *a = data;
-    a->busy--;
-    a->kick_pending = 0;
-    if (canceled || a->dead) {
-        deliver_canceled(a);
-        return;
-    }
-    if (a->fetch != NULL) {
-        return; /* the running refresh answers the queue */
-    }
-    if (remaining(a) >= REFRESH_MARGIN_S) {
-        deliver_all(a, a->token, NULL);
-        return;
-    }
-    start_fetch(a);
-}
-
 void gcp_auth_free(struct gcp_auth *a)
 {
-    if (a == NULL || a->dead) {
+    if (a == NULL || a->owner.dead) {
         return;
     }
-    a->dead = 1;
-    /* Waiters hear CG_ECANCELED from kick() now rather than when the request in flight ends.
-     * If the engine is closing it refuses the timer, and cancels that request instead. (Inside
-     * deliver_all the queue being answered is already detached: it gets its answer.) */
-    if (a->head != NULL && !a->kick_pending && cg_http_after(a->h, 0, kick, a) == 0) {
-        a->kick_pending = 1;
-        a->busy++;
-    }
-    maybe_release(a);
+    a->owner.dead = 1;
+    cloud__token_cancel(&a->slot);
+    a->owner.release(&a->owner);
 }
 
 int gcp_auth_get_token(struct gcp_auth *a, gcp_token_cb *cb, void *data, struct cg_err *err)
@@ -1084,30 +923,15 @@ int gcp_auth_get_token(struct gcp_auth *a, gcp_token_cb *cb, void *data, struct 
     if (a == NULL || cb == NULL) {
         return cg_err_set(err, CG_EINVAL, "no GCP credentials provider");
     }
-    if (a->dead) {
+    if (a->owner.dead) {
         return cg_err_set(err, CG_ECANCELED, "GCP credentials provider is shut down");
     }
-    struct waiter *w = calloc(1, sizeof(*w));
-    if (w == NULL) {
-        return cg_err_set(err, CG_ENOMEM, "out of memory");
+    int rc = cloud__token_get(&a->slot, cb, data);
+    if (rc == CG_ENOMEM) {
+        return cg_err_set(err, rc, "out of memory");
     }
-    w->cb = cb;
-    w->data = data;
-    struct waiter **prev_tail = a->tail;
-    *a->tail = w;
-    a->tail = &w->next;
-    if (a->fetch != NULL || a->kick_pending) {
-        return 0;
-    }
-    /* even a cached token goes through the loop: cb never runs inside this call */
-    int rc = cg_http_after(a->h, 0, kick, a);
     if (rc < 0) {
-        *prev_tail = NULL;
-        a->tail = prev_tail;
-        free(w);
         return cg_err_set(err, rc, "cannot get a GCP token: %s", cg_errc_str(rc));
     }
-    a->kick_pending = 1;
-    a->busy++;
     return 0;
 }

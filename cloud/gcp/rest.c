@@ -15,6 +15,8 @@
 
 #include "gcp_auth.h"
 
+#include "../rest_common.h"
+
 #include "cg_buf.h"
 #include "cg_http.h"
 #include "cg_log.h"
@@ -109,76 +111,6 @@ static int set_err(struct cg_err *err, int code, long status, const char *fmt, .
     return code;
 }
 
-/* Text for a one-line message: tabs and line breaks become single spaces, other control
- * characters '?', the ends are trimmed, and a value too long for cap ends in "..." cut at a
- * UTF-8 character boundary. */
-static void one_line(char *dst, size_t cap, const char *s, size_t len)
-{
-    size_t o = 0;
-    int space = 1; /* drops leading blanks */
-    int cut = 0;
-    if (cap == 0) {
-        return;
-    }
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
-            if (space) {
-                continue;
-            }
-            ch = ' ';
-            space = 1;
-        } else {
-            space = 0;
-            if (ch < 0x20 || ch == 0x7f) {
-                ch = '?';
-            }
-        }
-        if (o + 1 >= cap) {
-            cut = 1;
-            break;
-        }
-        dst[o++] = (char)ch;
-    }
-    if (cut && cap > 4) {
-        o = cap - 4 < o ? cap - 4 : o;
-        /* dst[o] is the first byte dropped: back up while it continues a character */
-        while (o > 0 && ((unsigned char)dst[o] & 0xC0) == 0x80) {
-            o--;
-        }
-    }
-    while (o > 0 && dst[o - 1] == ' ') {
-        o--;
-    }
-    if (cut && cap > 4) {
-        memcpy(dst + o, "...", 3);
-        o += 3;
-    }
-    dst[o] = '\0';
-}
-
-/* Copies an identifier-like value (RPC status, reason, service name) when it fits and has only
- * [A-Za-z0-9_.-]; anything else leaves dst empty rather than carry hostile text. */
-static void copy_token(char *dst, size_t cap, const char *s)
-{
-    dst[0] = '\0';
-    if (s == NULL) {
-        return;
-    }
-    size_t n = strlen(s);
-    if (n == 0 || n >= cap) {
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '.' || ch == '-')) {
-            return;
-        }
-    }
-    memcpy(dst, s, n + 1);
-}
-
 static void subject(char *dst, size_t cap, const char *label)
 {
     if (label != NULL && label[0] != '\0') {
@@ -186,77 +118,6 @@ static void subject(char *dst, size_t cap, const char *label)
     } else {
         snprintf(dst, cap, "GCP");
     }
-}
-
-static uint64_t rng_next(struct gcp_rest *c)
-{
-    /* xorshift64*: only spreads waits in time, nothing secret depends on it */
-    uint64_t x = c->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    c->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/* The n-th wait (n from 0): poll_ms doubling up to MAX_WAIT_MS, minus up to a quarter of
- * jitter so calls that failed together do not come back together. */
-static long backoff_ms(struct gcp_rest *c, unsigned n)
-{
-    long w = c->poll_ms;
-    for (unsigned i = 0; i < n && w < MAX_WAIT_MS; i++) {
-        w *= 2;
-    }
-    if (w > MAX_WAIT_MS) {
-        w = MAX_WAIT_MS;
-    }
-    long spread = w / 4;
-    return w - (long)(rng_next(c) % (uint64_t)(spread + 1));
-}
-
-static void fmt_duration(char *buf, size_t n, long ms)
-{
-    if (ms % 1000 == 0) {
-        snprintf(buf, n, "%ld s", ms / 1000);
-    } else {
-        snprintf(buf, n, "%.1f s", (double)ms / 1000.0);
-    }
-}
-
-static int is_blank(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* Nesting depth of a JSON text over max, counted lexically (brackets inside strings do not
- * count); a malformed text is left for the parser to refuse. */
-static int too_deep(const char *s, size_t len, int max)
-{
-    int depth = 0, in_str = 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (in_str) {
-            if (ch == '\\') {
-                i++;
-            } else if (ch == '"') {
-                in_str = 0;
-            }
-        } else if (ch == '"') {
-            in_str = 1;
-        } else if (ch == '[' || ch == '{') {
-            if (++depth > max) {
-                return 1;
-            }
-        } else if (ch == ']' || ch == '}') {
-            depth--;
-        }
-    }
-    return 0;
 }
 
 /* ---- Google's errors -------------------------------------------------------------------- */
@@ -302,10 +163,11 @@ static int errc_of(const struct gcp_error *g)
  * ignored field by field. */
 static void read_status(json_t *st, struct gcp_error *g)
 {
-    copy_token(g->rpc, sizeof(g->rpc), json_string_value(json_object_get(st, "status")));
+    cloud__copy_ident(g->rpc, sizeof(g->rpc), json_string_value(json_object_get(st, "status")));
     json_t *msg = json_object_get(st, "message");
     if (json_is_string(msg)) {
-        one_line(g->message, sizeof(g->message), json_string_value(msg), json_string_length(msg));
+        cloud__one_line(g->message, sizeof(g->message), json_string_value(msg),
+                        json_string_length(msg));
     }
     json_t *details = json_object_get(st, "details");
     size_t i;
@@ -314,11 +176,11 @@ static void read_status(json_t *st, struct gcp_error *g)
     {
         const char *type = json_string_value(json_object_get(d, "@type"));
         if (type != NULL && strcmp(type, ERROR_INFO_TYPE) == 0) {
-            copy_token(g->reason, sizeof(g->reason),
-                       json_string_value(json_object_get(d, "reason")));
+            cloud__copy_ident(g->reason, sizeof(g->reason),
+                              json_string_value(json_object_get(d, "reason")));
             json_t *meta = json_object_get(d, "metadata");
-            copy_token(g->service, sizeof(g->service),
-                       json_string_value(json_object_get(meta, "service")));
+            cloud__copy_ident(g->service, sizeof(g->service),
+                              json_string_value(json_object_get(meta, "service")));
             break;
         }
     }
@@ -342,16 +204,6 @@ static int invalid(struct cg_err *err, long status, const char *subj)
     return set_err(err, code, status, "%s: invalid response (HTTP %ld)", subj, status);
 }
 
-static json_t *load(const char *body, size_t len)
-{
-    if (too_deep(body, len, MAX_DEPTH)) {
-        return NULL;
-    }
-    json_error_t jerr;
-    /* strict by default: UTF-8 only, no NUL in strings, nothing after the value */
-    return json_loadb(body, len, 0, &jerr);
-}
-
 /* The parser behind gcp_rest_parse_response; label is printable already. */
 static int parse_response(const char *body, size_t len, long status, const char *label,
                           json_t **result, struct gcp_error *gerr, struct cg_err *err)
@@ -372,11 +224,11 @@ static int parse_response(const char *body, size_t len, long status, const char 
         return set_err(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj, status);
     }
     int ok = status >= 200 && status < 300;
-    if (ok && is_blank(body, len)) {
+    if (ok && cloud__is_blank(body, len)) {
         *result = json_object();
         return *result != NULL ? 0 : set_err(err, CG_ENOMEM, status, "%s: out of memory", subj);
     }
-    json_t *doc = len > 0 ? load(body, len) : NULL;
+    json_t *doc = len > 0 ? cloud__json_load(body, len, MAX_DEPTH) : NULL;
     if (ok) {
         if (!json_is_object(doc)) {
             json_decref(doc);
@@ -407,7 +259,7 @@ int gcp_rest_parse_response(const char *body, size_t len, long status, const cha
         return cg_err_set(err, CG_EINVAL, "gcp_rest_parse_response: missing argument");
     }
     char clean[MAX_LABEL];
-    one_line(clean, sizeof(clean), label ? label : "", label ? strlen(label) : 0);
+    cloud__one_line(clean, sizeof(clean), label ? label : "", label ? strlen(label) : 0);
     return parse_response(body, len, status, clean, result, gerr, err);
 }
 
@@ -427,37 +279,11 @@ static int endpoint_from_env(struct gcp_rest *c, enum gcp_api api, const char *(
         c->base[api] = strdup(apis[api].def);
         return c->base[api] != NULL ? 0 : cg_err_set(err, CG_ENOMEM, "out of memory");
     }
-    size_t n = strlen(v);
-    char shown[120];
-    cg_printable_n(shown, sizeof(shown), v, n);
-    if (n > MAX_ENDPOINT) {
-        return cg_err_set(err, CG_EINVAL, "%s '%s' is too long", var, shown);
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)v[i];
-        if (ch <= 0x20 || ch >= 0x7f) {
-            return cg_err_set(err, CG_EINVAL,
-                              "%s '%s' must be a URL without spaces or control characters", var,
-                              shown);
-        }
-    }
-    int rc = cg_url_check_transport(v, allow_insecure, var, err);
+    int rc = cloud__endpoint_check(var, v, MAX_ENDPOINT, allow_insecure, err);
     if (rc < 0) {
         return rc;
     }
-    const char *host = strstr(v, "://") + 3; /* the scheme was checked above */
-    size_t hlen = strcspn(host, "/?#");
-    if (memchr(host, '@', hlen) != NULL) {
-        /* userinfo would be a credential in a URL: never quote it back */
-        return cg_err_set(err, CG_EINVAL, "%s must not contain user information", var);
-    }
-    if (hlen == 0 || host[0] == ':') {
-        return cg_err_set(err, CG_EINVAL, "%s '%s' has no host", var, shown);
-    }
-    if (strpbrk(v, "?#") != NULL) {
-        return cg_err_set(err, CG_EINVAL, "%s '%s' must not have a query string or fragment", var,
-                          shown);
-    }
+    size_t n = strlen(v);
     int slash = v[n - 1] == '/';
     c->base[api] = malloc(n + 2);
     if (c->base[api] == NULL) {
@@ -493,7 +319,7 @@ int gcp_rest_new(struct gcp_rest **out, struct cg_http *h, struct gcp_auth *auth
     if (c->poll_ms > MAX_WAIT_MS) {
         c->poll_ms = MAX_WAIT_MS;
     }
-    c->rng = (cg_now_ms() ^ (uint64_t)(uintptr_t)c) | 1;
+    c->rng = cloud__rng_seed(c);
     const char *(*get)(const char *) = cfg->getenv ? cfg->getenv : env_get;
     for (int api = 0; api < GCP_API_COUNT; api++) {
         int rc = endpoint_from_env(c, (enum gcp_api)api, get, cfg->allow_insecure_http, err);
@@ -546,34 +372,6 @@ static int is_read(const char *method, const char *path)
     size_t n = strcspn(path, "?");
     return strcmp(method, "POST") == 0 &&
            (ends_with(path, n, ":getIamPolicy") || ends_with(path, n, ":batchGet"));
-}
-
-/* Relative to the base: printable ASCII (the caller percent-encodes), no leading '/', no
- * fragment and no "." or ".." segment (curl would resolve them and leave the base's
- * prefix). */
-static int valid_path(const char *path)
-{
-    if (path == NULL || path[0] == '\0' || path[0] == '/' || strlen(path) > MAX_PATH) {
-        return 0;
-    }
-    size_t n = strcspn(path, "?");
-    for (size_t i = 0; path[i] != '\0'; i++) {
-        unsigned char ch = (unsigned char)path[i];
-        if (ch <= 0x20 || ch >= 0x7f || ch == '#' || ch == '\\') {
-            return 0;
-        }
-    }
-    for (size_t i = 0; i < n;) {
-        size_t seg = strcspn(path + i, "/?");
-        if (seg > n - i) {
-            seg = n - i;
-        }
-        if ((seg == 1 && path[i] == '.') || (seg == 2 && path[i] == '.' && path[i + 1] == '.')) {
-            return 0;
-        }
-        i += seg + 1;
-    }
-    return 1;
 }
 
 static int valid_method(const char *m)
@@ -691,12 +489,12 @@ static int consistency_retry(struct rcall *q, const struct gcp_error *g)
     uint64_t deadline = q->retry_started + (uint64_t)c->consistency_ms;
     char spent[32];
     if (now >= deadline) {
-        fmt_duration(spent, sizeof(spent), (long)(now - q->retry_started));
+        cloud__fmt_duration(spent, sizeof(spent), (long)(now - q->retry_started));
         CG_LOG(CG_LOG_DEBUG, "gcp", LOG_CALL_FMT ": %s after %s of retries, giving up",
                LOG_CALL_ARG(q), why, spent);
         return 0;
     }
-    long wait = backoff_ms(c, q->waits);
+    long wait = cloud__backoff_ms(&c->rng, c->poll_ms, MAX_WAIT_MS, q->waits);
     if ((uint64_t)wait > deadline - now) {
         wait = (long)(deadline - now); /* one last try at the end of the budget */
     }
@@ -835,15 +633,6 @@ static int fetch_token(struct rcall *q, struct cg_err *err)
     return gcp_auth_get_token(q->c->auth, on_token, q, err);
 }
 
-static char *clean_dup(const char *s, size_t len, size_t cap)
-{
-    char *out = malloc(cap);
-    if (out != NULL) {
-        one_line(out, cap, s, len);
-    }
-    return out;
-}
-
 int gcp_rest_call(struct gcp_rest *c, enum gcp_api api, const char *method, const char *path,
                   json_t *body, const char *label, int flags, gcp_rest_cb *cb, void *data,
                   struct cg_err *err)
@@ -853,12 +642,12 @@ int gcp_rest_call(struct gcp_rest *c, enum gcp_api api, const char *method, cons
     }
     char subj[MAX_LABEL + 8];
     char clean[MAX_LABEL];
-    one_line(clean, sizeof(clean), label ? label : "", label ? strlen(label) : 0);
+    cloud__one_line(clean, sizeof(clean), label ? label : "", label ? strlen(label) : 0);
     subject(subj, sizeof(subj), clean);
     if (!valid_method(method)) {
         return cg_err_set(err, CG_EINVAL, "%s: unsupported method", subj);
     }
-    if (!valid_path(path)) {
+    if (!cloud__path_ok(path, MAX_PATH)) {
         return cg_err_set(err, CG_EINVAL,
                           "%s: invalid API path (relative, printable ASCII, percent-encoded)",
                           subj);
@@ -879,8 +668,9 @@ int gcp_rest_call(struct gcp_rest *c, enum gcp_api api, const char *method, cons
         memcpy(q->url, c->base[api], blen);
         memcpy(q->url + blen, path, plen + 1);
     }
-    q->log_path = clean_dup(path, strcspn(path, "?"), MAX_LOG_PATH);
-    q->label = clean[0] != '\0' ? strdup(clean) : clean_dup(path, strcspn(path, "?"), MAX_LABEL);
+    q->log_path = cloud__one_line_dup(path, strcspn(path, "?"), MAX_LOG_PATH);
+    q->label =
+        clean[0] != '\0' ? strdup(clean) : cloud__one_line_dup(path, strcspn(path, "?"), MAX_LABEL);
     int rc = q->url && q->log_path && q->label ? 0 : CG_ENOMEM;
     if (rc == 0 && body != NULL) {
         /* request bodies are sent as given, compact; never logged */
@@ -950,12 +740,6 @@ static void pager_fail(struct pager *p, const struct gcp_error *gerr, const stru
     pager_free(p);
 }
 
-static int is_unreserved(unsigned char ch)
-{
-    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-           ch == '-' || ch == '_' || ch == '.' || ch == '~';
-}
-
 static void on_page(json_t *result, const struct gcp_error *gerr, const struct cg_err *err,
                     void *data);
 
@@ -967,14 +751,8 @@ static int pager_get(struct pager *p, const char *token, struct cg_err *err)
     int rc = cg_buf_append_str(&b, p->path);
     if (rc == 0 && token != NULL) {
         rc = cg_buf_append_str(&b, strchr(p->path, '?') ? "&pageToken=" : "?pageToken=");
-        static const char hex[] = "0123456789ABCDEF";
-        for (const unsigned char *t = (const unsigned char *)token; rc == 0 && *t != '\0'; t++) {
-            if (is_unreserved(*t)) {
-                rc = cg_buf_append(&b, t, 1);
-            } else {
-                char enc[3] = {'%', hex[*t >> 4], hex[*t & 15]};
-                rc = cg_buf_append(&b, enc, 3);
-            }
+        if (rc == 0) {
+            rc = cloud__append_pct(&b, token, strlen(token));
         }
     }
     if (rc < 0) {
@@ -998,7 +776,7 @@ static void on_page(json_t *result, const struct gcp_error *gerr, const struct c
     struct cg_err e = {0};
     char subj[MAX_LABEL + 8];
     char clean[MAX_LABEL];
-    one_line(clean, sizeof(clean), p->label, strlen(p->label));
+    cloud__one_line(clean, sizeof(clean), p->label, strlen(p->label));
     subject(subj, sizeof(subj), clean);
     json_t *list = json_object_get(result, p->list_key);
     json_t *next = json_object_get(result, "nextPageToken");
@@ -1194,12 +972,12 @@ static void waiter_next(struct waiter *w)
     uint64_t deadline = w->started + (uint64_t)c->consistency_ms;
     if (now >= deadline) {
         char d[32];
-        fmt_duration(d, sizeof(d), c->consistency_ms);
+        cloud__fmt_duration(d, sizeof(d), c->consistency_ms);
         set_err(&e, CG_ETIMEDOUT, 0, "%s: operation %s not done after %s", w->subj, w->name, d);
         waiter_fail(w, NULL, &e);
         return;
     }
-    long wait = backoff_ms(c, w->polls);
+    long wait = cloud__backoff_ms(&c->rng, c->poll_ms, MAX_WAIT_MS, w->polls);
     if ((uint64_t)wait > deadline - now) {
         wait = (long)(deadline - now);
     }
@@ -1248,7 +1026,7 @@ int gcp_rest_wait(struct gcp_rest *c, enum gcp_api api, json_t *operation, const
     if (w == NULL) {
         return cg_err_set(err, CG_ENOMEM, "out of memory");
     }
-    one_line(w->clean, sizeof(w->clean), label ? label : "", label ? strlen(label) : 0);
+    cloud__one_line(w->clean, sizeof(w->clean), label ? label : "", label ? strlen(label) : 0);
     subject(w->subj, sizeof(w->subj), w->clean);
     if (!json_is_object(operation)) {
         int rc = cg_err_set(err, CG_EINVAL, "%s: not an operation", w->subj);
@@ -1266,7 +1044,7 @@ int gcp_rest_wait(struct gcp_rest *c, enum gcp_api api, json_t *operation, const
     int done = op_done(operation);
     int rc = w->op != NULL && (label == NULL || w->label != NULL) ? 0 : CG_ENOMEM;
     if (rc == 0 && name != NULL) {
-        w->name = clean_dup(name, strlen(name), MAX_LOG_PATH);
+        w->name = cloud__one_line_dup(name, strlen(name), MAX_LOG_PATH);
         rc = w->name != NULL ? 0 : CG_ENOMEM;
     }
     if (rc == 0 && !done) {
@@ -1277,7 +1055,7 @@ int gcp_rest_wait(struct gcp_rest *c, enum gcp_api api, json_t *operation, const
         } else {
             memcpy(w->path, "v1/", 3);
             memcpy(w->path + 3, name ? name : "", n + 1);
-            if (name == NULL || strchr(name, '?') != NULL || !valid_path(w->path)) {
+            if (name == NULL || strchr(name, '?') != NULL || !cloud__path_ok(w->path, MAX_PATH)) {
                 rc = CG_EINVAL;
             }
         }
@@ -1300,7 +1078,7 @@ int gcp_rest_wait(struct gcp_rest *c, enum gcp_api api, json_t *operation, const
         }
         return rc;
     }
-    long wait = backoff_ms(c, w->polls++);
+    long wait = cloud__backoff_ms(&c->rng, c->poll_ms, MAX_WAIT_MS, w->polls++);
     rc = cg_http_after(c->http, wait, on_poll_timer, w);
     if (rc < 0) {
         cg_err_set(err, rc, "%s: %s", w->subj, cg_errc_str(rc));
@@ -1395,14 +1173,14 @@ static void on_confirm_read(json_t *result, const struct gcp_error *gerr, const 
     if (now >= deadline) {
         char d[32];
         struct cg_err e = {0};
-        fmt_duration(d, sizeof(d), c->consistency_ms);
+        cloud__fmt_duration(d, sizeof(d), c->consistency_ms);
         set_err(&e, CG_ETIMEDOUT, 0,
                 "%s: still %s after %s of retries; wait a few minutes and run again", k->subj,
                 why ? why : "not stable", d);
         confirm_fail(k, gerr, &e);
         return;
     }
-    long wait = backoff_ms(c, k->waits++);
+    long wait = cloud__backoff_ms(&c->rng, c->poll_ms, MAX_WAIT_MS, k->waits++);
     if ((uint64_t)wait > deadline - now) {
         wait = (long)(deadline - now);
     }
@@ -1423,7 +1201,7 @@ int gcp_rest_confirm(struct gcp_rest *c, enum gcp_api api, const char *path, con
     if (c == NULL || cb == NULL || path == NULL || (int)api < 0 || api >= GCP_API_COUNT) {
         return cg_err_set(err, CG_EINVAL, "gcp_rest_confirm: missing argument");
     }
-    if (!valid_path(path)) {
+    if (!cloud__path_ok(path, MAX_PATH)) {
         return cg_err_set(err, CG_EINVAL, "gcp_rest_confirm: invalid path");
     }
     struct confirm *k = calloc(1, sizeof(*k));
@@ -1434,7 +1212,7 @@ int gcp_rest_confirm(struct gcp_rest *c, enum gcp_api api, const char *path, con
         }
         return cg_err_set(err, CG_ENOMEM, "out of memory");
     }
-    one_line(k->clean, sizeof(k->clean), label ? label : path, strlen(label ? label : path));
+    cloud__one_line(k->clean, sizeof(k->clean), label ? label : path, strlen(label ? label : path));
     subject(k->subj, sizeof(k->subj), k->clean);
     k->c = c;
     k->api = api;
