@@ -38,6 +38,23 @@ def show_report(central, priv):
           % (doc["type"], doc["accessKeyId"], doc["userName"]))
 
 
+class Steps:
+    """Runs one titled cloudgrant command of a demo story and counts unexpected exit codes."""
+
+    def __init__(self, binary, kubeconfig, env):
+        self.binary, self.kubeconfig, self.env = binary, kubeconfig, env
+        self.failures = 0
+
+    def __call__(self, title, args, want=0):
+        print("\n# %s\n$ cloudgrant %s" % (title, " ".join(args)))
+        sys.stdout.flush()
+        rc = subprocess.call([self.binary] + args + ["--kubeconfig", self.kubeconfig],
+                             env=self.env)
+        if rc != want:
+            print("exit code %d, expected %d" % (rc, want))
+            self.failures += 1
+
+
 def aws_demo(binary):
     """plan / onboard / onboard again / check / drift / check --fix / offboard on AWS, with
     the node-autoscaler profile, against the EKS emulator and moto."""
@@ -66,14 +83,7 @@ def aws_demo(binary):
         print("\n### AWS: node-autoscaler profile on the EKS cluster, IAM and STS from moto %s"
               % moto.url)
 
-        def step(title, args, want=0):
-            nonlocal failures
-            print("\n# %s\n$ cloudgrant %s" % (title, " ".join(args)))
-            sys.stdout.flush()
-            rc = subprocess.call([binary] + args + ["--kubeconfig", api.kubeconfig], env=env)
-            if rc != want:
-                print("exit code %d, expected %d" % (rc, want))
-                failures += 1
+        step = Steps(binary, api.kubeconfig, env)
 
         prof = ["--profile", "node-autoscaler"]
         out = ["--report-url", central.report_url, "--seal-key", pub]
@@ -97,7 +107,7 @@ def aws_demo(binary):
         if bad:
             print("requests botocore's model rejects: %s" % bad)
             failures += 1
-    return failures
+    return failures + step.failures
 
 
 def gcp_demo(binary):
@@ -121,14 +131,7 @@ def gcp_demo(binary):
         print("\n### GCP: node-autoscaler profile on the GKE cluster, IAM, Service Usage and "
               "Resource Manager from the emulator %s" % g.url)
 
-        def step(title, args, want=0):
-            nonlocal failures
-            print("\n# %s\n$ cloudgrant %s" % (title, " ".join(args)))
-            sys.stdout.flush()
-            rc = subprocess.call([binary] + args + ["--kubeconfig", api.kubeconfig], env=env)
-            if rc != want:
-                print("exit code %d, expected %d" % (rc, want))
-                failures += 1
+        step = Steps(binary, api.kubeconfig, env)
 
         prof = ["--profile", "node-autoscaler"]
         out = ["--report-url", central.report_url]
@@ -148,7 +151,7 @@ def gcp_demo(binary):
         if g.violations():
             print("requests gcloud's model rejects: %s" % g.violations())
             failures += 1
-    return failures
+    return failures + step.failures
 
 
 def azure_demo(binary):
@@ -173,14 +176,7 @@ def azure_demo(binary):
         print("\n### Azure: platform-access profile on the AKS cluster, Microsoft Graph and ARM "
               "from the emulator %s" % az.url)
 
-        def step(title, args, want=0):
-            nonlocal failures
-            print("\n# %s\n$ cloudgrant %s" % (title, " ".join(args)))
-            sys.stdout.flush()
-            rc = subprocess.call([binary] + args + ["--kubeconfig", api.kubeconfig], env=env)
-            if rc != want:
-                print("exit code %d, expected %d" % (rc, want))
-                failures += 1
+        step = Steps(binary, api.kubeconfig, env)
 
         prof = ["--profile", "platform-access"]
         out = ["--report-url", central.report_url]
@@ -204,7 +200,7 @@ def azure_demo(binary):
         if az.violations():
             print("requests the Azure models reject: %s" % az.violations())
             failures += 1
-    return failures
+    return failures + step.failures
 
 
 def main():
