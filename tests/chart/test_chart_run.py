@@ -12,6 +12,8 @@ as the kubelet does; /dev/termination-log provided and read back. Only the image
 paths are mapped: /usr/local/bin/cloudgrant is the built binary. The values are the chart's CI
 files plus what a user running against these emulators would set: the report URL, the token,
 a real seal key, extraEnv for the AWS endpoint and cloudCredentials for the bootstrap keys.
+GKE (the metadata server's Workload Identity token) and AKS (the Azure Workload Identity
+webhook's variables) run the same way against the GCP and the Graph/ARM emulators.
 """
 import base64
 import json
@@ -359,6 +361,94 @@ def test_inline_profile_and_watch_deployment(moto, api, central, scratch):
         proc.terminate()
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, (proc.returncode, out, err)
+
+
+def test_gcp_workload_identity_job_and_cronjob():
+    """GKE with Workload Identity: the agent's token from the metadata server, the GCP
+    emulator's APIs."""
+    import gcp_harness
+    if not gcp_harness.gcloud_available():
+        print("  skipped: gcloud is not installed")
+        return
+    scratch = tempfile.mkdtemp(prefix="cg-chart-run-")
+    try:
+        with gcp_harness.gcp(project="acme-prod-321", cluster_name="gke-demo") as g, \
+                harness.k8s_api("gke") as api, central_harness.central(token=TOKEN) as central:
+            assert api.kubectl("create", "namespace", tc.NS).returncode == 0
+            env = dict(g.endpoint_env(), **g.metadata_env())
+            objects = render(tc.ci("gcp-wi-values.yaml"), scratch, {
+                "report": {"url": central.report_url},
+                "extraEnv": [{"name": k, "value": v} for k, v in env.items()],
+            })
+            cluster = Cluster(api, objects)
+            cluster.create_secret("platform-report-token", token=TOKEN)
+
+            spec, c = one(objects, "Job")
+            p = Pod(cluster, spec, c, scratch).run()
+            expect(p, 0)
+            msg = p.termination_message
+            assert msg.startswith("onboard: service account castai-gke-") and \
+                "in GCP project acme-prod-321 converged" in msg, msg
+            assert "key" in msg and "handed over" in msg, msg
+            reports = [r["body"] for r in central.reports()]
+            assert reports[-1]["credentials"]["type"] == "gcp-service-account-key"
+            assert any(r["api"] == "metadata" for r in g.requests()), "no metadata token"
+
+            spec, c = one(objects, "CronJob")
+            p = Pod(cluster, spec, c, scratch).run()
+            expect(p, 0, "no drift")
+            assert p.termination_message.startswith("check: no drift"), p.termination_message
+            assert not g.violations(), g.violations()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_azure_workload_identity_job_and_cronjob():
+    """AKS with Azure Workload Identity: the webhook's variables, the chart's azure values,
+    the Graph and ARM emulator."""
+    import azure_harness
+    if not azure_harness.sdk_available():
+        print("  skipped: python3-azure is not installed")
+        return
+    scratch = tempfile.mkdtemp(prefix="cg-chart-run-")
+    try:
+        with azure_harness.azure() as az, harness.k8s_api("aks") as api, \
+                central_harness.central(token=TOKEN) as central:
+            assert api.kubectl("create", "namespace", tc.NS).returncode == 0
+            endpoints = [{"name": k, "value": v} for k, v in az.imds_env().items()]
+            objects = render(tc.ci("azure-wi-values.yaml"), scratch, {
+                "report": {"url": central.report_url},
+                "extraEnv": endpoints,
+                "serviceAccount": {"annotations": {
+                    "azure.workload.identity/client-id": az.admin_client_id}},
+                "azure": {"grant": "custom"},
+            })
+            cluster = Cluster(api, objects)
+            cluster.create_secret("platform-report-token", token=TOKEN)
+            # what the Azure Workload Identity webhook adds to a labelled pod
+            webhook = az.workload_identity_env(os.path.join(scratch, "azure-identity-token"))
+
+            spec, c = one(objects, "Job")
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            assert env.get("CLOUDGRANT_AZURE_GRANT") == "custom", env
+            p = Pod(cluster, spec, c, scratch).run(extra_env=webhook)
+            expect(p, 0)
+            msg = p.termination_message
+            assert msg.startswith("onboard: app registration cast-aks-aks-main in Azure "
+                                  "subscription %s converged" % az.subscription), msg
+            assert "client secret" in msg and "handed over" in msg, msg
+            assert az.role_definition("cast-aks-aks-main") is not None
+            reports = [r["body"] for r in central.reports()]
+            assert reports[-1]["credentials"]["type"] == "azure-client-secret"
+            assert "login" in {r["api"] for r in az.requests()}
+
+            spec, c = one(objects, "CronJob")
+            p = Pod(cluster, spec, c, scratch).run(extra_env=webhook)
+            expect(p, 0, "no drift")
+            assert p.termination_message.startswith("check: no drift"), p.termination_message
+            assert not az.violations(), az.violations()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
