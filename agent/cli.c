@@ -68,6 +68,7 @@ static int cmd_identity(const struct cg_options *o, char *summary, size_t summar
         fail(err);
         return rc == CG_EIO ? CG_EXIT_FAIL : exit_code_for(rc);
     }
+    cg_azure_identity_enrich(&b, o, env);
     cg_session_close(&b.s); /* done with the network */
     const struct cg_identity *id = &b.id;
     if (o->output != NULL && strcmp(o->output, "json") == 0) {

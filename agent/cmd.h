@@ -43,6 +43,12 @@ int cg_cmd_gcp_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn 
 int cg_cmd_azure_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
                      struct cg_run_stats *stats, struct cg_err *err);
 
+/* identity on AKS: the cluster's name from the AKS tags of its node resource group in ARM,
+ * when it is still unknown and Azure credentials are configured (AZURE_CLIENT_ID). Best
+ * effort: a failure is logged and leaves the name unknown. Needs the session open. */
+void cg_azure_identity_enrich(struct cmd_base *b, const struct cg_options *o,
+                              cg_getenv_fn *getenv_fn);
+
 /* The command on the cluster's cloud (--provider, else what the nodes say), on `loop` (NULL:
  * its own) (cmd_cloud.c). */
 int cg_cmd_cloud_on(struct uv_loop_s *loop, const struct cg_options *o, cg_getenv_fn *getenv_fn,

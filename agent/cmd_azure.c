@@ -92,6 +92,37 @@ static int read_cluster_group(struct azure_ctx *c, struct cg_err *err)
     return 0;
 }
 
+void cg_azure_identity_enrich(struct cmd_base *b, const struct cg_options *o,
+                              cg_getenv_fn *getenv_fn)
+{
+    struct k8s_identity *id = &b->id.k8s;
+    cg_getenv_fn *ge = getenv_fn ? getenv_fn : env_default;
+    const char *client = ge("AZURE_CLIENT_ID");
+    /* Only with Azure credentials configured: a laptop must not wait for an IMDS that is
+     * not there. */
+    if (id->provider == NULL || strcmp(id->provider, "azure") != 0 || id->name != NULL ||
+        id->node_resource_group == NULL || id->account == NULL || client == NULL ||
+        client[0] == '\0' || b->s.http == NULL) {
+        return;
+    }
+    struct azure_ctx c = {.o = o, .b = b, .getenv_fn = ge, .subscription = id->account};
+    struct cg_err err = {0};
+    struct azure_auth_env ae = {.getenv = ge == env_default ? NULL : ge,
+                                .no_imds = o->no_metadata,
+                                .allow_insecure_http = o->allow_insecure_http};
+    struct azure_rest_config rcfg = {.getenv = ae.getenv,
+                                     .allow_insecure_http = o->allow_insecure_http};
+    if (azure_auth_new(&c.auth, b->s.http, &ae, &err) < 0 ||
+        azure_rest_new(&c.api, b->s.http, c.auth, &rcfg, &err) < 0 ||
+        read_cluster_group(&c, &err) < 0) {
+        CG_LOG(CG_LOG_INFO, "identity", "AKS cluster name from ARM: %s", err.msg);
+    }
+    azure_rest_free(c.api);
+    azure_auth_free(c.auth);
+    cg_http_run(b->s.http); /* let the freed clients' callbacks come back */
+    free(c.cluster_group);
+}
+
 static int setup(struct azure_ctx *c, struct cg_err *err)
 {
     const struct cg_options *o = c->o;

@@ -333,6 +333,24 @@ def test_agent_credentials_workload_identity_and_imds(e):
     assert "imds" in logins and "login" in logins, logins
 
 
+@with_env
+def test_identity_names_the_cluster_from_arm(e):
+    # The nodes do not carry the AKS cluster's name; its node resource group's tags do.
+    p = e.run("identity", "-o", "json")
+    expect(p, 0)
+    cluster = json.loads(p.stdout)["cluster"]
+    assert cluster["name"] == CLUSTER and cluster["account"] == SUB, cluster
+    assert cluster["provider"] == "azure", cluster
+    # without Azure credentials it stays unknown, and nothing is asked of Azure
+    e.az.clear_requests()
+    p = e.run("identity", "-o", "json", env={"AZURE_CLIENT_ID": None})
+    expect(p, 0)
+    assert json.loads(p.stdout)["cluster"]["name"] is None
+    asked = [r for r in e.az.requests() if r["api"] in ("arm", "login")
+             or "/identity/oauth2/token" in r["path"]]
+    assert not asked, asked  # (the instance metadata is read, as on every cloud)
+
+
 def test_zz_no_secret_in_any_output():
     found = [s for s in ISSUED if s and any(s in out for out in OUTPUTS)]
     print("  %d secret values scanned across %d outputs" % (len(ISSUED), len(OUTPUTS)))
