@@ -10,7 +10,6 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,19 +71,6 @@ void rc_azure_unique_name(const char *subscription, const char *profile, const c
     for (int i = 0; i < 12; i++) {
         n += snprintf(out + n, (size_t)(40 - n), "%02x", md[i]);
     }
-}
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    char *out = NULL;
-    if (vasprintf(&out, f, ap) < 0) {
-        out = NULL;
-    }
-    va_end(ap);
-    return out;
 }
 
 /* Percent-encodes a $filter value's text (every byte but the unreserved ones). */
@@ -267,7 +253,7 @@ static int owned_app(json_t *app)
 
 static char *group_scope(const struct run *r, const char *group)
 {
-    return fmt("/subscriptions/%s/resourceGroups/%s", r->o->subscription, group);
+    return cg_strfmt("/subscriptions/%s/resourceGroups/%s", r->o->subscription, group);
 }
 
 /* The scopes a profile scope stands for. */
@@ -326,7 +312,7 @@ static int desired(struct run *r)
     size_t n = 0;
     int rc = 0;
     if (w->custom_role.present) {
-        char *text = fmt("role|%s|%s", r->o->subscription, w->custom_role.name);
+        char *text = cg_strfmt("role|%s|%s", r->o->subscription, w->custom_role.name);
         if (text == NULL) {
             return cg_err_set(&r->first, CG_ENOMEM, "out of memory");
         }
@@ -380,22 +366,22 @@ static void name_assignments(struct run *r, const char *principal)
 /* The app registration by its alternate key. */
 static char *app_path(const struct run *r)
 {
-    return fmt("v1.0/applications(uniqueName='%s')", r->unique);
+    return cg_strfmt("v1.0/applications(uniqueName='%s')", r->unique);
 }
 
 static int read_app(struct run *r)
 {
     struct slot s[2] = {0};
     char *path = app_path(r);
-    char *label = fmt("read app registration '%s'", r->w->application.display_name);
+    char *label = cg_strfmt("read app registration '%s'", r->w->application.display_name);
     submit(r, &s[0], AZURE_API_GRAPH, "GET", path, NULL, NULL, label, 0);
     free(path);
     free(label);
     if (r->w->custom_role.present) {
-        path = fmt("subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/"
-                   "%s?" ARM_AUTHZ_VERSION,
-                   r->o->subscription, r->role_def_id);
-        label = fmt("read custom role '%s'", r->w->custom_role.name);
+        path = cg_strfmt("subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/"
+                         "%s?" ARM_AUTHZ_VERSION,
+                         r->o->subscription, r->role_def_id);
+        label = cg_strfmt("read custom role '%s'", r->w->custom_role.name);
         submit(r, &s[1], AZURE_API_ARM, "GET", path, NULL, NULL, label, 0);
         free(path);
         free(label);
@@ -421,13 +407,13 @@ static int read_principal(struct run *r)
 {
     struct slot s[2] = {0};
     const char *app_id = str(r->app, "appId");
-    char *path = fmt("v1.0/servicePrincipals(appId='%s')", app_id);
-    char *label = fmt("read service principal of '%s'", r->w->application.display_name);
+    char *path = cg_strfmt("v1.0/servicePrincipals(appId='%s')", app_id);
+    char *label = cg_strfmt("read service principal of '%s'", r->w->application.display_name);
     submit(r, &s[0], AZURE_API_GRAPH, "GET", path, NULL, NULL, label, 0);
     free(path);
     free(label);
-    path = fmt("v1.0/applications/%s/federatedIdentityCredentials", str(r->app, "id"));
-    label = fmt("list federated credentials of '%s'", r->w->application.display_name);
+    path = cg_strfmt("v1.0/applications/%s/federatedIdentityCredentials", str(r->app, "id"));
+    label = cg_strfmt("list federated credentials of '%s'", r->w->application.display_name);
     submit_all(r, &s[1], AZURE_API_GRAPH, path, label);
     free(path);
     free(label);
@@ -444,13 +430,13 @@ static int read_principal(struct run *r)
 static int read_assignments(struct run *r)
 {
     struct slot s = {0};
-    char *who = fmt("'%s'", str(r->sp, "id"));
+    char *who = cg_strfmt("'%s'", str(r->sp, "id"));
     char *q = who ? pct(who) : NULL;
-    char *path =
-        fmt("subscriptions/%s/providers/Microsoft.Authorization/roleAssignments?" ARM_AUTHZ_VERSION
-            "&$filter=principalId%%20eq%%20%s",
-            r->o->subscription, q ? q : "");
-    char *label = fmt("list role assignments of '%s'", r->w->application.display_name);
+    char *path = cg_strfmt(
+        "subscriptions/%s/providers/Microsoft.Authorization/roleAssignments?" ARM_AUTHZ_VERSION
+        "&$filter=principalId%%20eq%%20%s",
+        r->o->subscription, q ? q : "");
+    char *label = cg_strfmt("list role assignments of '%s'", r->w->application.display_name);
     submit_all(r, &s, AZURE_API_ARM, path, label);
     free(who);
     free(q);
@@ -529,7 +515,7 @@ static const char *role_label(const struct run *r, const char *guid)
 
 static char *fic_name(const struct run *r)
 {
-    char *n = fmt("cloudgrant-%s", r->o->profile_name);
+    char *n = cg_strfmt("cloudgrant-%s", r->o->profile_name);
     if (n != NULL && strlen(n) > 120) {
         n[120] = '\0';
     }
@@ -778,7 +764,8 @@ static int compare(struct run *r, struct rc_list *out)
     if (w->credential == PROFILE_AZURE_FEDERATED) {
         char *name = fic_name(r);
         json_t *f = name ? find_fic(r, name) : NULL;
-        char *detail = fmt("issuer %s, subject %s", w->federated_issuer, w->federated_subject);
+        char *detail =
+            cg_strfmt("issuer %s, subject %s", w->federated_issuer, w->federated_subject);
         if (f == NULL) {
             add(out, "federated-credential", name, NULL, RC_CREATE, detail);
         } else if (!fic_matches(r, f)) {
@@ -794,7 +781,8 @@ static int compare(struct run *r, struct rc_list *out)
         json_array_foreach(r->fics, i, f)
         {
             if (w->credential != PROFILE_AZURE_FEDERATED || !same(str(f, "name"), name)) {
-                char *detail = fmt("issuer %s, subject %s", str(f, "issuer"), str(f, "subject"));
+                char *detail =
+                    cg_strfmt("issuer %s, subject %s", str(f, "issuer"), str(f, "subject"));
                 add(out, "federated-credential", str(f, "name"), str(f, "id"), RC_DELETE, detail);
                 free(detail);
             }
@@ -808,7 +796,7 @@ static int compare(struct run *r, struct rc_list *out)
     match_assignments(r);
     for (size_t k = 0; k < r->ra_count; k++) {
         if (r->ras[k].have == NULL) {
-            char *name = fmt("%s on %s", r->ras[k].role_name, r->ras[k].scope);
+            char *name = cg_strfmt("%s on %s", r->ras[k].role_name, r->ras[k].scope);
             add(out, "role-assignment", name, r->sp ? r->ras[k].name : NULL, RC_CREATE, NULL);
             free(name);
         }
@@ -818,9 +806,9 @@ static int compare(struct run *r, struct rc_list *out)
     json_array_foreach(r->assignments, i, a)
     {
         if (!wanted_assignment(r, a) && removable(r, a)) {
-            char *name =
-                fmt("%s on %s", role_label(r, last_segment(str(props(a), "roleDefinitionId"))),
-                    str(props(a), "scope"));
+            char *name = cg_strfmt("%s on %s",
+                                   role_label(r, last_segment(str(props(a), "roleDefinitionId"))),
+                                   str(props(a), "scope"));
             add(out, "role-assignment", name, str(a, "name"), RC_DELETE, "not in the profile");
             free(name);
         }
@@ -833,7 +821,7 @@ static int compare(struct run *r, struct rc_list *out)
 static json_t *app_body(const struct run *r)
 {
     const struct profile_azure *w = r->w;
-    char *tag = fmt("cloudgrant:profile=%s", r->o->profile_name);
+    char *tag = cg_strfmt("cloudgrant:profile=%s", r->o->profile_name);
     json_t *b = json_pack("{s:s, s:s, s:[s,s?]}", "displayName", w->application.display_name,
                           "signInAudience", "AzureADMyOrg", "tags", "cloudgrant", tag);
     free(tag);
@@ -879,9 +867,9 @@ static int phase_app(struct run *r, struct rc_list *done, int *phases)
     static const char *const upsert[] = {"Prefer: create-if-missing", NULL};
     if (r->app == NULL || (d != NULL && d[0])) {
         json_t *body = app_body(r);
-        char *path = r->app ? fmt("v1.0/applications/%s", str(r->app, "id")) : app_path(r);
-        char *label = fmt("%s app registration '%s'", r->app ? "update" : "create",
-                          w->application.display_name);
+        char *path = r->app ? cg_strfmt("v1.0/applications/%s", str(r->app, "id")) : app_path(r);
+        char *label = cg_strfmt("%s app registration '%s'", r->app ? "update" : "create",
+                                w->application.display_name);
         submit(r, &s[0], AZURE_API_GRAPH, "PATCH", path, body, r->app ? NULL : upsert, label, 0);
         json_decref(body);
         free(path);
@@ -907,11 +895,12 @@ static int phase_app(struct run *r, struct rc_list *done, int *phases)
                                      w->custom_role.description, "type", "CustomRole",
                                      "permissions", "actions", actions, "notActions", "dataActions",
                                      "notDataActions", "assignableScopes", scopes);
-            char *path = fmt("subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/"
-                             "%s?" ARM_AUTHZ_VERSION,
-                             r->o->subscription, r->role_def_id);
-            char *label =
-                fmt("%s custom role '%s'", r->role_def ? "update" : "create", w->custom_role.name);
+            char *path =
+                cg_strfmt("subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/"
+                          "%s?" ARM_AUTHZ_VERSION,
+                          r->o->subscription, r->role_def_id);
+            char *label = cg_strfmt("%s custom role '%s'", r->role_def ? "update" : "create",
+                                    w->custom_role.name);
             submit(r, &s[1], AZURE_API_ARM, "PUT", path, body, NULL, label, 0);
             json_decref(body);
             free(path);
@@ -956,7 +945,7 @@ static int phase_app(struct run *r, struct rc_list *done, int *phases)
             /* 204: it existed after all (a concurrent run): read it */
             struct slot g = {0};
             char *path = app_path(r);
-            char *label = fmt("read app registration '%s'", w->application.display_name);
+            char *label = cg_strfmt("read app registration '%s'", w->application.display_name);
             submit(r, &g, AZURE_API_GRAPH, "GET", path, NULL, NULL, label, AZURE_RETRY_NOT_FOUND);
             free(path);
             free(label);
@@ -983,11 +972,11 @@ static void submit_add_secret(struct run *r, struct slot *s, const char *app_obj
     const struct profile_azure *w = r->w;
     char end[32];
     cg_format_rfc3339(r->o->now + (int64_t)w->secret_lifetime_days * DAY, end, sizeof(end));
-    char *dn = fmt("cloudgrant %s", r->o->profile_name);
+    char *dn = cg_strfmt("cloudgrant %s", r->o->profile_name);
     json_t *body = json_pack("{s:{s:s, s:s}}", "passwordCredential", "displayName", dn ? dn : "",
                              "endDateTime", end);
-    char *path = fmt("v1.0/applications/%s/addPassword", app_object_id);
-    char *label = fmt("add a client secret to '%s'", w->application.display_name);
+    char *path = cg_strfmt("v1.0/applications/%s/addPassword", app_object_id);
+    char *label = cg_strfmt("add a client secret to '%s'", w->application.display_name);
     /* a new app may not be visible to addPassword yet */
     submit(r, s, AZURE_API_GRAPH, "POST", path, body, NULL, label, AZURE_RETRY_NOT_FOUND);
     json_decref(body);
@@ -1016,8 +1005,9 @@ static void submit_remove_secret(struct run *r, struct slot *s, const char *app_
                                  const char *key_id)
 {
     json_t *body = json_pack("{s:s}", "keyId", key_id);
-    char *path = fmt("v1.0/applications/%s/removePassword", app_object_id);
-    char *label = fmt("remove client secret %s of '%s'", key_id, r->w->application.display_name);
+    char *path = cg_strfmt("v1.0/applications/%s/removePassword", app_object_id);
+    char *label =
+        cg_strfmt("remove client secret %s of '%s'", key_id, r->w->application.display_name);
     submit(r, s, AZURE_API_GRAPH, "POST", path, body, NULL, label, 0);
     json_decref(body);
     free(path);
@@ -1041,7 +1031,7 @@ static int phase_principal(struct run *r, struct rc_list *done, int *phases)
     if (r->sp == NULL) {
         json_t *body =
             json_pack("{s:s, s:[s]}", "appId", str(r->app, "appId"), "tags", "cloudgrant");
-        char *label = fmt("create service principal of '%s'", app_name);
+        char *label = cg_strfmt("create service principal of '%s'", app_name);
         /* the app may not have reached the directory replica yet */
         submit(r, &s[0], AZURE_API_GRAPH, "POST", "v1.0/servicePrincipals", body, NULL, label,
                AZURE_RETRY_REPLICATION);
@@ -1049,8 +1039,8 @@ static int phase_principal(struct run *r, struct rc_list *done, int *phases)
         free(label);
     } else if (json_is_false(json_object_get(r->sp, "accountEnabled"))) {
         json_t *body = json_pack("{s:b}", "accountEnabled", 1);
-        char *path = fmt("v1.0/servicePrincipals/%s", str(r->sp, "id"));
-        char *label = fmt("enable service principal of '%s'", app_name);
+        char *path = cg_strfmt("v1.0/servicePrincipals/%s", str(r->sp, "id"));
+        char *label = cg_strfmt("enable service principal of '%s'", app_name);
         submit(r, &s[0], AZURE_API_GRAPH, "PATCH", path, body, NULL, label, 0);
         json_decref(body);
         free(path);
@@ -1065,11 +1055,11 @@ static int phase_principal(struct run *r, struct rc_list *done, int *phases)
         json_t *body = json_pack("{s:s, s:s, s:[s], s:s}", "issuer", w->federated_issuer, "subject",
                                  w->federated_subject, "audiences", FIC_AUDIENCE, "description",
                                  "Platform access (managed by cloudgrant)");
-        char *path =
-            fic ? fmt("v1.0/applications/%s/federatedIdentityCredentials/%s", oid, str(fic, "id"))
-                : fmt("v1.0/applications/%s/federatedIdentityCredentials", oid);
-        char *label =
-            fmt("%s federated credential '%s' of '%s'", fic ? "update" : "create", fname, app_name);
+        char *path = fic ? cg_strfmt("v1.0/applications/%s/federatedIdentityCredentials/%s", oid,
+                                     str(fic, "id"))
+                         : cg_strfmt("v1.0/applications/%s/federatedIdentityCredentials", oid);
+        char *label = cg_strfmt("%s federated credential '%s' of '%s'", fic ? "update" : "create",
+                                fname, app_name);
         if (fic == NULL) {
             json_object_set_new(body, "name", json_string(fname));
         }
@@ -1090,9 +1080,10 @@ static int phase_principal(struct run *r, struct rc_list *done, int *phases)
     json_array_foreach(r->fics, i, f)
     {
         if (w->credential != PROFILE_AZURE_FEDERATED || !same(str(f, "name"), fname)) {
-            char *path =
-                fmt("v1.0/applications/%s/federatedIdentityCredentials/%s", oid, str(f, "id"));
-            char *label = fmt("delete federated credential '%s' of '%s'", str(f, "name"), app_name);
+            char *path = cg_strfmt("v1.0/applications/%s/federatedIdentityCredentials/%s", oid,
+                                   str(f, "id"));
+            char *label =
+                cg_strfmt("delete federated credential '%s' of '%s'", str(f, "name"), app_name);
             submit(r, &s[at++], AZURE_API_GRAPH, "DELETE", path, NULL, NULL, label, 0);
             free(path);
             free(label);
@@ -1111,8 +1102,8 @@ static int phase_principal(struct run *r, struct rc_list *done, int *phases)
     if (s[0].used && s[0].err.code != 0 && s[0].aerr.status == 409 && r->sp == NULL) {
         /* made by a concurrent run: read it */
         struct slot g = {0};
-        char *path = fmt("v1.0/servicePrincipals(appId='%s')", str(r->app, "appId"));
-        char *label = fmt("read service principal of '%s'", app_name);
+        char *path = cg_strfmt("v1.0/servicePrincipals(appId='%s')", str(r->app, "appId"));
+        char *label = cg_strfmt("read service principal of '%s'", app_name);
         submit(r, &g, AZURE_API_GRAPH, "GET", path, NULL, NULL, label, AZURE_RETRY_NOT_FOUND);
         free(path);
         free(label);
@@ -1189,15 +1180,16 @@ static int phase_assignments(struct run *r, struct rc_list *done, int *phases)
         if (a->have != NULL) {
             continue;
         }
-        char *def = fmt("/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s",
-                        r->o->subscription, a->role_id);
+        char *def =
+            cg_strfmt("/subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s",
+                      r->o->subscription, a->role_id);
         json_t *body =
             json_pack("{s:{s:s, s:s, s:s}}", "properties", "roleDefinitionId", def ? def : "",
                       "principalId", principal, "principalType", "ServicePrincipal");
         char *path =
-            fmt("%s/providers/Microsoft.Authorization/roleAssignments/%s?" ARM_AUTHZ_VERSION,
-                a->scope + 1, a->name);
-        char *label = fmt("assign role '%s' on %s", a->role_name, a->scope);
+            cg_strfmt("%s/providers/Microsoft.Authorization/roleAssignments/%s?" ARM_AUTHZ_VERSION,
+                      a->scope + 1, a->name);
+        char *label = cg_strfmt("assign role '%s' on %s", a->role_name, a->scope);
         /* a new principal takes a while to reach ARM (PrincipalNotFound) */
         submit(r, &s[k], AZURE_API_ARM, "PUT", path, body, NULL, label, AZURE_RETRY_REPLICATION);
         any = 1;
@@ -1213,9 +1205,9 @@ static int phase_assignments(struct run *r, struct rc_list *done, int *phases)
         if (wanted_assignment(r, x) || !removable(r, x)) {
             continue;
         }
-        char *path = fmt("%s?" ARM_AUTHZ_VERSION, str(x, "id") + (str(x, "id")[0] == '/'));
+        char *path = cg_strfmt("%s?" ARM_AUTHZ_VERSION, str(x, "id") + (str(x, "id")[0] == '/'));
         char *label =
-            fmt("remove role assignment %s on %s", str(x, "name"), str(props(x), "scope"));
+            cg_strfmt("remove role assignment %s on %s", str(x, "name"), str(props(x), "scope"));
         submit(r, &s[r->ra_count + i], AZURE_API_ARM, "DELETE", path, NULL, NULL, label, 0);
         any = 1;
         free(path);
@@ -1231,7 +1223,7 @@ static int phase_assignments(struct run *r, struct rc_list *done, int *phases)
         if (!sl->used) {
             continue;
         }
-        char *name = fmt("%s on %s", r->ras[k].role_name, r->ras[k].scope);
+        char *name = cg_strfmt("%s on %s", r->ras[k].role_name, r->ras[k].scope);
         if (sl->err.code == 0 || strcmp(sl->aerr.code, "RoleAssignmentExists") == 0) {
             /* RoleAssignmentExists: the same grant under another name (made by hand or by an
              * older naming): the principal has the role, which is what matters */
@@ -1250,9 +1242,9 @@ static int phase_assignments(struct run *r, struct rc_list *done, int *phases)
             continue;
         }
         if (sl->err.code == 0 || sl->err.code == CG_ENOTFOUND) {
-            char *name =
-                fmt("%s on %s", role_label(r, last_segment(str(props(x), "roleDefinitionId"))),
-                    str(props(x), "scope"));
+            char *name = cg_strfmt("%s on %s",
+                                   role_label(r, last_segment(str(props(x), "roleDefinitionId"))),
+                                   str(props(x), "scope"));
             add(done, "role-assignment", name, str(x, "name"), RC_DELETE,
                 r->o->mode == RC_MODE_OFFBOARD ? NULL : "not in the profile");
             free(name);
@@ -1276,10 +1268,10 @@ static int delete_role_def(struct run *r, struct rc_list *done)
         return 0;
     }
     struct slot s = {0};
-    char *path = fmt(
+    char *path = cg_strfmt(
         "subscriptions/%s/providers/Microsoft.Authorization/roleDefinitions/%s?" ARM_AUTHZ_VERSION,
         r->o->subscription, r->role_def_id);
-    char *label = fmt("delete custom role '%s'", r->w->custom_role.name);
+    char *label = cg_strfmt("delete custom role '%s'", r->w->custom_role.name);
     submit(r, &s, AZURE_API_ARM, "DELETE", path, NULL, NULL, label, 0);
     free(path);
     free(label);
@@ -1307,8 +1299,8 @@ static int offboard(struct run *r, struct rc_list *done)
     if (rc == 0 && r->app != NULL) {
         struct slot s[2] = {0};
         if (r->sp != NULL) {
-            char *path = fmt("v1.0/servicePrincipals/%s", str(r->sp, "id"));
-            char *label = fmt("delete service principal of '%s'", app_name);
+            char *path = cg_strfmt("v1.0/servicePrincipals/%s", str(r->sp, "id"));
+            char *label = cg_strfmt("delete service principal of '%s'", app_name);
             submit(r, &s[0], AZURE_API_GRAPH, "DELETE", path, NULL, NULL, label, 0);
             free(path);
             free(label);
@@ -1318,8 +1310,8 @@ static int offboard(struct run *r, struct rc_list *done)
             }
         }
         if (rc == 0) {
-            char *path = fmt("v1.0/applications/%s", str(r->app, "id"));
-            char *label = fmt("delete app registration '%s'", app_name);
+            char *path = cg_strfmt("v1.0/applications/%s", str(r->app, "id"));
+            char *label = cg_strfmt("delete app registration '%s'", app_name);
             submit(r, &s[1], AZURE_API_GRAPH, "DELETE", path, NULL, NULL, label, 0);
             free(path);
             free(label);
@@ -1353,7 +1345,7 @@ static void resources(struct run *r)
         add(l, "custom-role", r->w->custom_role.name, r->role_def_id, RC_NONE, NULL);
     }
     for (size_t k = 0; k < r->ra_count; k++) {
-        char *name = fmt("%s on %s", r->ras[k].role_name, r->ras[k].scope);
+        char *name = cg_strfmt("%s on %s", r->ras[k].role_name, r->ras[k].scope);
         add(l, "role-assignment", name, r->ras[k].name, RC_NONE, NULL);
         free(name);
     }
@@ -1378,7 +1370,7 @@ int rc_azure_run(struct cg_http *h, const struct rc_azure_opts *o, struct rc_azu
     memset(res, 0, sizeof(*res));
     rc_azure_unique_name(o->subscription, o->profile_name, o->want->application.display_name,
                          r.unique);
-    r.sub_scope = fmt("/subscriptions/%s", o->subscription);
+    r.sub_scope = cg_strfmt("/subscriptions/%s", o->subscription);
     res->app_name = strdup(o->want->application.display_name);
     int rc = r.sub_scope && res->app_name ? 0 : cg_err_set(&r.first, CG_ENOMEM, "out of memory");
     if (rc == 0) {

@@ -9,7 +9,6 @@
 #include "cg_util.h"
 #include "gcp/gcp_rest.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,19 +84,6 @@ static void submit(struct run *r, struct slot *s, enum gcp_api api, const char *
         s->err.code == 0) {
         cg_err_set(&s->err, CG_ENOMEM, "out of memory");
     }
-}
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    va_list ap;
-    va_start(ap, f);
-    char *out = NULL;
-    if (vasprintf(&out, f, ap) < 0) {
-        out = NULL;
-    }
-    va_end(ap);
-    return out;
 }
 
 static int add(struct rc_list *l, const char *kind, const char *name, const char *id,
@@ -240,11 +226,11 @@ static int confirm_apis(struct run *r, const int *fresh)
             continue;
         }
         if (strcmp(svc, "iam.googleapis.com") == 0) {
-            path = fmt("v1/projects/%s/serviceAccounts?pageSize=1", r->o->project);
+            path = cg_strfmt("v1/projects/%s/serviceAccounts?pageSize=1", r->o->project);
             submit_confirm(r, &s[n++], GCP_IAM, path, "confirm that the IAM API is enabled",
                            GCP_RETRY_SERVICE_DISABLED);
         } else if (strcmp(svc, "cloudresourcemanager.googleapis.com") == 0) {
-            path = fmt("v1/projects/%s", r->o->project);
+            path = cg_strfmt("v1/projects/%s", r->o->project);
             submit_confirm(r, &s[n++], GCP_CRM, path,
                            "confirm that the Resource Manager API is enabled",
                            GCP_RETRY_SERVICE_DISABLED);
@@ -271,7 +257,7 @@ static int enable_services(struct run *r)
     if (slots == NULL) {
         return cg_err_set(&r->first, CG_ENOMEM, "out of memory");
     }
-    char *path = fmt("v1/projects/%s/services:batchEnable", r->o->project);
+    char *path = cg_strfmt("v1/projects/%s/services:batchEnable", r->o->project);
     size_t at = 0;
     for (size_t c = 0; c < nslots && path != NULL; c++) {
         json_t *ids = json_array();
@@ -352,10 +338,10 @@ static int read_state(struct run *r)
         free(s);
         return cg_err_set(&r->first, CG_ENOMEM, "out of memory");
     }
-    char *label = fmt("read service account '%s'", r->email);
-    char *keys = fmt("%s/keys?keyTypes=USER_MANAGED", r->sa_path);
-    char *sapol = fmt("%s:getIamPolicy?options.requestedPolicyVersion=3", r->sa_path);
-    char *pol = fmt("v1/projects/%s:getIamPolicy", p);
+    char *label = cg_strfmt("read service account '%s'", r->email);
+    char *keys = cg_strfmt("%s/keys?keyTypes=USER_MANAGED", r->sa_path);
+    char *sapol = cg_strfmt("%s:getIamPolicy?options.requestedPolicyVersion=3", r->sa_path);
+    char *pol = cg_strfmt("v1/projects/%s:getIamPolicy", p);
     json_t *preq = policy_request();
     if (label && keys && sapol && pol && preq) {
         submit(r, &s[R_SA], GCP_IAM, "GET", r->sa_path, NULL, label, flags);
@@ -363,8 +349,8 @@ static int read_state(struct run *r)
         submit(r, &s[R_KEYS], GCP_IAM, "GET", keys, NULL, label, flags);
         submit(r, &s[R_SA_POLICY], GCP_IAM, "POST", sapol, NULL, label, flags);
         for (size_t i = 0; i < w->custom_role_count; i++) {
-            char *path = fmt("v1/projects/%s/roles/%s", p, w->custom_roles[i].id);
-            char *l = fmt("read custom role '%s'", w->custom_roles[i].id);
+            char *path = cg_strfmt("v1/projects/%s/roles/%s", p, w->custom_roles[i].id);
+            char *l = cg_strfmt("read custom role '%s'", w->custom_roles[i].id);
             if (path && l) {
                 submit(r, &s[R_FIXED + i], GCP_IAM, "GET", path, NULL, l, flags);
             } else {
@@ -557,7 +543,7 @@ static char **project_roles(struct run *r, size_t *n)
     }
     for (size_t i = 0; roles != NULL && i < w->custom_role_count; i++) {
         roles[w->role_count + i] =
-            fmt("projects/%s/roles/%s", r->o->project, w->custom_roles[i].id);
+            cg_strfmt("projects/%s/roles/%s", r->o->project, w->custom_roles[i].id);
     }
     return roles;
 }
@@ -678,7 +664,7 @@ static int compare(struct run *r, struct rc_list *out)
     int drift = r->o->mode == RC_MODE_CHECK;
     for (size_t i = 0; i < w->service_count; i++) {
         if (!r->svc_enabled[i]) {
-            char *id = fmt("projects/%s/services/%s", p, w->services[i]);
+            char *id = cg_strfmt("projects/%s/services/%s", p, w->services[i]);
             add(out, "service", w->services[i], id, RC_CREATE,
                 r->svc_unknown ? "Service Usage could not be read" : "disabled");
             free(id);
@@ -699,7 +685,7 @@ static int compare(struct run *r, struct rc_list *out)
     }
     for (size_t i = 0; i < w->custom_role_count; i++) {
         const struct profile_gcp_role *want = &w->custom_roles[i];
-        char *id = fmt("projects/%s/roles/%s", p, want->id);
+        char *id = cg_strfmt("projects/%s/roles/%s", p, want->id);
         if (r->roles[i] == NULL) {
             add(out, "custom-role", want->id, id, RC_CREATE, NULL);
         } else if (role_deleted(r->roles[i])) {
@@ -748,7 +734,7 @@ static int compare(struct run *r, struct rc_list *out)
             json_array_foreach(json_object_get(b, "members"), m, mv)
             {
                 if (!same(json_string_value(mv), g[k].member)) {
-                    char *name = fmt("%s on %s", g[k].role, r->email);
+                    char *name = cg_strfmt("%s on %s", g[k].role, r->email);
                     add(out, "binding", name, json_string_value(mv), RC_DELETE,
                         "may act as the service account, and the profile does not say so");
                     free(name);
@@ -756,7 +742,7 @@ static int compare(struct run *r, struct rc_list *out)
             }
         }
         if (g[k].member != NULL && !granted(r->sa_policy, g[k].role, g[k].member)) {
-            char *name = fmt("%s on %s", g[k].role, r->email);
+            char *name = cg_strfmt("%s on %s", g[k].role, r->email);
             add(out, "binding", name, g[k].member, RC_CREATE, NULL);
             free(name);
         }
@@ -855,8 +841,8 @@ static int apply_identity(struct run *r, struct rc_list *done)
     if (create_sa) {
         json_t *body = json_pack("{s:s, s:o}", "accountId", w->service_account.id, "serviceAccount",
                                  sa_body(r));
-        char *path = fmt("v1/projects/%s/serviceAccounts", p);
-        char *label = fmt("create service account '%s'", w->service_account.id);
+        char *path = cg_strfmt("v1/projects/%s/serviceAccounts", p);
+        char *label = cg_strfmt("create service account '%s'", w->service_account.id);
         submit(r, &s[0], GCP_IAM, "POST", path, body, label, 0);
         free(path);
         free(label);
@@ -866,7 +852,7 @@ static int apply_identity(struct run *r, struct rc_list *done)
             !same(str(r->sa, "description"), w->service_account.description)) {
             json_t *body = json_pack("{s:o, s:s}", "serviceAccount", sa_body(r), "updateMask",
                                      "displayName,description");
-            char *label = fmt("update service account '%s'", r->email);
+            char *label = cg_strfmt("update service account '%s'", r->email);
             submit(r, &s[0], GCP_IAM, "PATCH", r->sa_path, body, label, 0);
             free(label);
             json_decref(body);
@@ -874,8 +860,8 @@ static int apply_identity(struct run *r, struct rc_list *done)
                 "display name or description");
         }
         if (json_is_true(json_object_get(r->sa, "disabled"))) {
-            char *path = fmt("%s:enable", r->sa_path);
-            char *label = fmt("enable service account '%s'", r->email);
+            char *path = cg_strfmt("%s:enable", r->sa_path);
+            char *label = cg_strfmt("enable service account '%s'", r->email);
             json_t *body = json_object();
             submit(r, &s[1], GCP_IAM, "POST", path, body, label, 0);
             json_decref(body);
@@ -891,15 +877,15 @@ static int apply_identity(struct run *r, struct rc_list *done)
         if (have == NULL) {
             json_t *body =
                 json_pack("{s:s, s:o}", "roleId", want->id, "role", role_body(want, NULL));
-            char *path = fmt("v1/projects/%s/roles", p);
-            label = fmt("create custom role '%s'", want->id);
+            char *path = cg_strfmt("v1/projects/%s/roles", p);
+            label = cg_strfmt("create custom role '%s'", want->id);
             submit(r, &s[2 + i], GCP_IAM, "POST", path, body, label, 0);
             free(path);
             json_decref(body);
         } else if (role_deleted(have)) {
             json_t *body = json_pack("{s:s}", "etag", str(have, "etag"));
-            char *path = fmt("v1/projects/%s/roles/%s:undelete", p, want->id);
-            label = fmt("undelete custom role '%s'", want->id);
+            char *path = cg_strfmt("v1/projects/%s/roles/%s:undelete", p, want->id);
+            label = cg_strfmt("undelete custom role '%s'", want->id);
             submit(r, &s[2 + i], GCP_IAM, "POST", path, body, label, 0);
             undeleted[i] = 1;
             free(path);
@@ -908,14 +894,14 @@ static int apply_identity(struct run *r, struct rc_list *done)
             char *d = role_diff(have, want);
             if (d != NULL) {
                 json_t *body = role_body(want, str(have, "etag"));
-                char *path = fmt("v1/projects/%s/roles/%s?updateMask=title,description,"
-                                 "includedPermissions,stage",
-                                 p, want->id);
-                label = fmt("update custom role '%s'", want->id);
+                char *path = cg_strfmt("v1/projects/%s/roles/%s?updateMask=title,description,"
+                                       "includedPermissions,stage",
+                                       p, want->id);
+                label = cg_strfmt("update custom role '%s'", want->id);
                 submit(r, &s[2 + i], GCP_IAM, "PATCH", path, body, label, 0);
                 free(path);
                 json_decref(body);
-                char *id = fmt("projects/%s/roles/%s", p, want->id);
+                char *id = cg_strfmt("projects/%s/roles/%s", p, want->id);
                 add(done, "custom-role", want->id, id, RC_UPDATE, d);
                 free(id);
             }
@@ -945,7 +931,7 @@ static int apply_identity(struct run *r, struct rc_list *done)
                                        : "custom role");
             rc = rc ? rc : s[i].err.code;
         } else if (i >= 2 && (r->roles[i - 2] == NULL || undeleted[i - 2])) {
-            char *id = fmt("projects/%s/roles/%s", p, w->custom_roles[i - 2].id);
+            char *id = cg_strfmt("projects/%s/roles/%s", p, w->custom_roles[i - 2].id);
             add(done, "custom-role", w->custom_roles[i - 2].id, id, RC_CREATE,
                 undeleted[i - 2] ? "undeleted" : NULL);
             free(id);
@@ -959,10 +945,10 @@ static int apply_identity(struct run *r, struct rc_list *done)
         if (d != NULL) {
             const struct profile_gcp_role *want = &w->custom_roles[i];
             json_t *body = role_body(want, str(r->roles[i], "etag"));
-            char *path = fmt("v1/projects/%s/roles/%s?updateMask=title,description,"
-                             "includedPermissions,stage",
-                             p, want->id);
-            char *label = fmt("update custom role '%s'", want->id);
+            char *path = cg_strfmt("v1/projects/%s/roles/%s?updateMask=title,description,"
+                                   "includedPermissions,stage",
+                                   p, want->id);
+            char *label = cg_strfmt("update custom role '%s'", want->id);
             submit(r, &s[2 + i], GCP_IAM, "PATCH", path, body, label, 0);
             cg_http_run(r->h);
             if (s[2 + i].err.code != 0) {
@@ -980,7 +966,7 @@ static int apply_identity(struct run *r, struct rc_list *done)
     }
     if (rc == 0 && create_sa) {
         /* the key and the grants that follow name the new account */
-        char *label = fmt("confirm that service account '%s' exists", r->email);
+        char *label = cg_strfmt("confirm that service account '%s' exists", r->email);
         submit_confirm(r, &s[0], GCP_IAM, r->sa_path, label, GCP_RETRY_NOT_FOUND);
         free(label);
         rc = confirm(r, s, 1);
@@ -1156,8 +1142,8 @@ static int decode_key(json_t *key, char **key_id, char **key_file)
 
 static void submit_key_create(struct run *r, struct slot *s, const char *sa_path, const char *email)
 {
-    char *path = fmt("%s/keys", sa_path);
-    char *label = fmt("create a key for service account '%s'", email);
+    char *path = cg_strfmt("%s/keys", sa_path);
+    char *label = cg_strfmt("create a key for service account '%s'", email);
     json_t *body = json_pack("{s:s, s:s}", "privateKeyType", "TYPE_GOOGLE_CREDENTIALS_FILE",
                              "keyAlgorithm", "KEY_ALG_RSA_2048");
     /* a new account's keys endpoint can answer 404 for a moment */
@@ -1175,8 +1161,8 @@ static int delete_keys(struct run *r, const char **ids, size_t n, struct rc_list
         return cg_err_set(&r->first, CG_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
-        char *path = fmt("%s/keys/%s", r->sa_path, ids[i]);
-        char *label = fmt("delete key %s of service account '%s'", ids[i], r->email);
+        char *path = cg_strfmt("%s/keys/%s", r->sa_path, ids[i]);
+        char *label = cg_strfmt("delete key %s of service account '%s'", ids[i], r->email);
         submit(r, &s[i], GCP_IAM, "DELETE", path, NULL, label, 0);
         free(path);
         free(label);
@@ -1203,10 +1189,10 @@ static int apply_grants(struct run *r, struct rc_list *done)
     const struct profile_gcp *w = r->w;
     size_t nroles;
     char **roles = project_roles(r, &nroles);
-    char *get = fmt("v1/projects/%s:getIamPolicy", r->o->project);
-    char *set = fmt("v1/projects/%s:setIamPolicy", r->o->project);
-    char *sa_get = fmt("%s:getIamPolicy?options.requestedPolicyVersion=3", r->sa_path);
-    char *sa_set = fmt("%s:setIamPolicy", r->sa_path);
+    char *get = cg_strfmt("v1/projects/%s:getIamPolicy", r->o->project);
+    char *set = cg_strfmt("v1/projects/%s:setIamPolicy", r->o->project);
+    char *sa_get = cg_strfmt("%s:getIamPolicy?options.requestedPolicyVersion=3", r->sa_path);
+    char *sa_set = cg_strfmt("%s:setIamPolicy", r->sa_path);
     json_t *preq = policy_request();
     int rc = 0;
     if (roles == NULL || get == NULL || set == NULL || sa_get == NULL || sa_set == NULL ||
@@ -1271,7 +1257,7 @@ static int apply_grants(struct run *r, struct rc_list *done)
         }
     }
     if (jobs[1].changed && jobs[1].s.err.code == 0) {
-        char *name = fmt("who may act as %s", r->email);
+        char *name = cg_strfmt("who may act as %s", r->email);
         add(done, "binding", name, w->impersonator ? w->impersonator : w->workload_identity_user,
             RC_UPDATE, NULL);
         free(name);
@@ -1338,8 +1324,8 @@ static int offboard(struct run *r, struct rc_list *done)
     const char *p = r->o->project;
     size_t nroles;
     char **roles = project_roles(r, &nroles);
-    char *get = fmt("v1/projects/%s:getIamPolicy", p);
-    char *set = fmt("v1/projects/%s:setIamPolicy", p);
+    char *get = cg_strfmt("v1/projects/%s:getIamPolicy", p);
+    char *set = cg_strfmt("v1/projects/%s:setIamPolicy", p);
     json_t *preq = policy_request();
     int rc = 0;
     if (roles == NULL || get == NULL || set == NULL || preq == NULL) {
@@ -1380,14 +1366,14 @@ static int offboard(struct run *r, struct rc_list *done)
         goto out;
     }
     if (r->sa != NULL) {
-        char *label = fmt("delete service account '%s'", r->email);
+        char *label = cg_strfmt("delete service account '%s'", r->email);
         submit(r, &s[0], GCP_IAM, "DELETE", r->sa_path, NULL, label, 0);
         deleting[0] = 1;
         free(label);
     }
     for (size_t k = 0; k < w->custom_role_count; k++) {
         const char *id = w->custom_roles[k].id;
-        char *full = fmt("projects/%s/roles/%s", p, id);
+        char *full = cg_strfmt("projects/%s/roles/%s", p, id);
         if (r->roles[k] == NULL || role_deleted(r->roles[k])) {
             free(full);
             continue;
@@ -1396,8 +1382,8 @@ static int offboard(struct run *r, struct rc_list *done)
             /* shared by another cluster's account, as the seed's project-wide role is */
             add(done, "custom-role", id, full, RC_NONE, "kept: still bound to other members");
         } else {
-            char *path = fmt("v1/projects/%s/roles/%s", p, id);
-            char *label = fmt("delete custom role '%s'", id);
+            char *path = cg_strfmt("v1/projects/%s/roles/%s", p, id);
+            char *label = cg_strfmt("delete custom role '%s'", id);
             submit(r, &s[1 + k], GCP_IAM, "DELETE", path, NULL, label, 0);
             deleting[1 + k] = 1;
             free(path);
@@ -1417,7 +1403,7 @@ static int offboard(struct run *r, struct rc_list *done)
         } else if (k == 0) {
             add(done, "service-account", w->service_account.id, r->email, RC_DELETE, NULL);
         } else {
-            char *full = fmt("projects/%s/roles/%s", p, w->custom_roles[k - 1].id);
+            char *full = cg_strfmt("projects/%s/roles/%s", p, w->custom_roles[k - 1].id);
             add(done, "custom-role", w->custom_roles[k - 1].id, full, RC_DELETE, NULL);
             free(full);
         }
@@ -1441,7 +1427,7 @@ static void resources(struct run *r)
     struct rc_list *l = &r->res->resources;
     add(l, "service-account", w->service_account.id, r->email, RC_NONE, NULL);
     for (size_t i = 0; i < w->custom_role_count; i++) {
-        char *id = fmt("projects/%s/roles/%s", r->o->project, w->custom_roles[i].id);
+        char *id = cg_strfmt("projects/%s/roles/%s", r->o->project, w->custom_roles[i].id);
         add(l, "custom-role", w->custom_roles[i].id, id, RC_NONE, NULL);
         free(id);
     }
@@ -1458,9 +1444,10 @@ int rc_gcp_run(struct cg_http *h, const struct rc_gcp_opts *o, struct rc_gcp_res
 {
     struct run r = {.h = h, .o = o, .w = o->want, .res = res};
     memset(res, 0, sizeof(*res));
-    r.email = fmt("%s@%s.iam.gserviceaccount.com", o->want->service_account.id, o->project);
-    r.member = r.email ? fmt("serviceAccount:%s", r.email) : NULL;
-    r.sa_path = r.email ? fmt("v1/projects/%s/serviceAccounts/%s", o->project, r.email) : NULL;
+    r.email = cg_strfmt("%s@%s.iam.gserviceaccount.com", o->want->service_account.id, o->project);
+    r.member = r.email ? cg_strfmt("serviceAccount:%s", r.email) : NULL;
+    r.sa_path =
+        r.email ? cg_strfmt("v1/projects/%s/serviceAccounts/%s", o->project, r.email) : NULL;
     res->email = r.email ? strdup(r.email) : NULL;
     int rc = 0;
     if (r.email == NULL || r.member == NULL || r.sa_path == NULL || res->email == NULL) {
@@ -1473,7 +1460,7 @@ int rc_gcp_run(struct cg_http *h, const struct rc_gcp_opts *o, struct rc_gcp_res
         struct rc_list before = {0};
         for (size_t i = 0; i < r.w->service_count; i++) {
             if (!r.svc_enabled[i]) {
-                char *id = fmt("projects/%s/services/%s", o->project, r.w->services[i]);
+                char *id = cg_strfmt("projects/%s/services/%s", o->project, r.w->services[i]);
                 add(&before, "service", r.w->services[i], id, RC_CREATE, NULL);
                 free(id);
             }
@@ -1559,8 +1546,8 @@ int rc_gcp_delete_key(struct cg_http *h, struct gcp_rest *api, const char *proje
 {
     struct rc_gcp_opts o = {.api = api, .project = project};
     struct run r = {.h = h, .o = &o};
-    char *path = fmt("v1/projects/%s/serviceAccounts/%s/keys/%s", project, email, key_id);
-    char *label = fmt("delete key %s of service account '%s'", key_id, email);
+    char *path = cg_strfmt("v1/projects/%s/serviceAccounts/%s/keys/%s", project, email, key_id);
+    char *label = cg_strfmt("delete key %s of service account '%s'", key_id, email);
     struct slot s = {0};
     if (path == NULL || label == NULL) {
         free(path);
@@ -1585,7 +1572,7 @@ int rc_gcp_create_key(struct cg_http *h, struct gcp_rest *api, const char *proje
 {
     struct rc_gcp_opts o = {.api = api, .project = project};
     struct run r = {.h = h, .o = &o, .email = (char *)email};
-    char *sa_path = fmt("v1/projects/%s/serviceAccounts/%s", project, email);
+    char *sa_path = cg_strfmt("v1/projects/%s/serviceAccounts/%s", project, email);
     if (sa_path == NULL) {
         return cg_err_set(err, CG_ENOMEM, "out of memory");
     }

@@ -2,6 +2,7 @@
 #include "cg_buf.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -131,6 +132,18 @@ char *cg_b64_encode(const unsigned char *in, size_t len)
 char *cg_strdup0(const char *s)
 {
     return s ? strdup(s) : NULL;
+}
+
+char *cg_strfmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *out = NULL;
+    if (vasprintf(&out, fmt, ap) < 0) {
+        out = NULL;
+    }
+    va_end(ap);
+    return out;
 }
 
 char *cg_dirname(const char *path)

@@ -19,6 +19,8 @@ char *cg_b64_encode(const unsigned char *in, size_t len);
 
 /* strdup that returns NULL for NULL. */
 char *cg_strdup0(const char *s);
+/* A new formatted string (caller frees); NULL on ENOMEM. */
+char *cg_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Returns the directory part of path as a new string ("." when none). */
 char *cg_dirname(const char *path);
 /* Joins dir and a relative path; returns a copy of path when it is absolute. */
