@@ -7,8 +7,9 @@
  * is what usually breaks it. Policy documents are parsed as JSON, rendered string by string and
  * serialised again: template values are never spliced into JSON text.
  *
- * Templates, the loader's helpers, and the aws and gcp sections are here; the azure section is
- * in profile_azure.c, on the helpers profile_int.h shares with it. */
+ * Templates, the loader's helpers, and the aws and gcp sections are here; the azure and outscale
+ * sections are in profile_azure.c and profile_outscale.c, on the helpers profile_int.h shares
+ * with them. */
 #include "profile.h"
 
 #include "cg_buf.h"
@@ -72,6 +73,7 @@ struct tvar {
     const char *supplier;       /* what to do when the value is unknown */
     const char *gcp_supplier;   /* the same for a field of the gcp section; NULL: supplier */
     const char *azure_supplier; /* the same for a field of the azure section; NULL: supplier */
+    const char *osc_supplier;   /* the same for a field of the outscale section; NULL: supplier */
 };
 
 #define ACCOUNT_SUPPLIER                                                                           \
@@ -83,6 +85,9 @@ struct tvar {
 #define SUBSCRIPTION_SUPPLIER                                                                      \
     "it is the Azure subscription id, from the nodes' providerID or the instance metadata "        \
     "service: let the agent list the nodes or reach the metadata service"
+#define OSC_ACCOUNT_SUPPLIER                                                                       \
+    "it is the OUTSCALE account id, from the OUTSCALE API (ReadAccounts): give the agent "         \
+    "credentials that can call api:ReadAccounts"
 /* On AKS the nodes do not carry the cluster's name: ARM does (protocols.md 3.4). */
 #define AKS_NAME_SUPPLIER                                                                          \
     "it comes from ARM (the tags of the node resource group): give the agent credentials that "    \
@@ -92,16 +97,17 @@ struct tvar {
  * message for an unknown variable lists the canonical names only. */
 static const struct tvar tvars[] = {
     {"cluster.name", offsetof(struct profile_vars, cluster_name), "pass --cluster-name", NULL,
-     AKS_NAME_SUPPLIER},
+     AKS_NAME_SUPPLIER, NULL},
     {"cluster.id", offsetof(struct profile_vars, cluster_id),
-     "it is the UID of namespace kube-system: let the agent read that namespace", NULL, NULL},
-    {"cluster.region", offsetof(struct profile_vars, cluster_region), "pass --region", NULL, NULL},
+     "it is the UID of namespace kube-system: let the agent read that namespace", NULL, NULL, NULL},
+    {"cluster.region", offsetof(struct profile_vars, cluster_region), "pass --region", NULL, NULL,
+     NULL},
     {"cloud.account", offsetof(struct profile_vars, cloud_account), ACCOUNT_SUPPLIER,
-     PROJECT_SUPPLIER, SUBSCRIPTION_SUPPLIER},
+     PROJECT_SUPPLIER, SUBSCRIPTION_SUPPLIER, OSC_ACCOUNT_SUPPLIER},
     {"cloud.project", offsetof(struct profile_vars, cloud_account), ACCOUNT_SUPPLIER,
-     PROJECT_SUPPLIER, SUBSCRIPTION_SUPPLIER},
+     PROJECT_SUPPLIER, SUBSCRIPTION_SUPPLIER, OSC_ACCOUNT_SUPPLIER},
     {"cloud.subscription", offsetof(struct profile_vars, cloud_account), ACCOUNT_SUPPLIER,
-     PROJECT_SUPPLIER, SUBSCRIPTION_SUPPLIER},
+     PROJECT_SUPPLIER, SUBSCRIPTION_SUPPLIER, OSC_ACCOUNT_SUPPLIER},
 };
 
 #define TVAR_COUNT (sizeof(tvars) / sizeof(tvars[0]))
@@ -563,6 +569,8 @@ int profile__render_at(struct loader *ld, const yaml_node_t *node, const char *l
             supplier = missing->gcp_supplier;
         } else if (strncmp(label, "azure.", 6) == 0 && missing->azure_supplier != NULL) {
             supplier = missing->azure_supplier;
+        } else if (strncmp(label, "outscale.", 9) == 0 && missing->osc_supplier != NULL) {
+            supplier = missing->osc_supplier;
         }
         return cg_err_set(ld->err, CG_EINVAL,
                           "profile '%s': %s needs {{%s}}, which this cluster does not reveal: %s",
@@ -637,8 +645,8 @@ const char *profile__origin(char *dst, size_t cap, const yaml_node_t *node, cons
     return dst;
 }
 
-static int check_name(struct loader *ld, const yaml_node_t *node, const char *label,
-                      const char *value, size_t max, const char *what)
+int profile__check_name(struct loader *ld, const yaml_node_t *node, const char *label,
+                        const char *value, size_t max, const char *service, const char *what)
 {
     char sh[SHOWN_MAX];
     char from[SHOWN_MAX + 32];
@@ -650,19 +658,20 @@ static int check_name(struct loader *ld, const yaml_node_t *node, const char *la
     if (n > max) {
         profile__origin(from, sizeof(from), node, value);
         return profile__fail_at(ld, node, CG_EINVAL,
-                                "%s '%s'%s is %zu characters, IAM allows %zu for a %s name%s",
-                                label, SHOWN(sh, value), from, n, max, what,
+                                "%s '%s'%s is %zu characters, %s allows %zu for a %s name%s", label,
+                                SHOWN(sh, value), from, n, service, max, what,
                                 from[0] ? ": keep the cluster's part short with a filter, as in "
                                           "'{{cluster.name | sha1 | trunc 8}}'"
                                         : "");
     }
     for (const char *p = value; *p != '\0'; p++) {
         if (!name_char(*p)) {
-            return profile__fail_at(
-                ld, node, CG_EINVAL,
-                "%s '%s'%s is not a valid IAM %s name: only letters, digits and "
-                "+=,.@_- are allowed",
-                label, SHOWN(sh, value), profile__origin(from, sizeof(from), node, value), what);
+            return profile__fail_at(ld, node, CG_EINVAL,
+                                    "%s '%s'%s is not a valid %s %s name: only letters, digits and "
+                                    "+=,.@_- are allowed",
+                                    label, SHOWN(sh, value),
+                                    profile__origin(from, sizeof(from), node, value), service,
+                                    what);
         }
     }
     return 0;
@@ -894,17 +903,19 @@ static int render_json(struct loader *ld, const yaml_node_t *node, const char *l
     }
 }
 
-/* Loads, renders and checks one identity policy document; the result is compact JSON in the
- * author's key order, as it will be sent to IAM. */
-static int policy_document(struct loader *ld, const yaml_node_t *node, const char *label,
-                           char **text, size_t *size)
+int profile__policy_document(struct loader *ld, const yaml_node_t *node, const char *label,
+                             char **text, size_t *size, char *from, size_t from_cap)
 {
-    char from[FROM_MAX];
+    char own[FROM_MAX];
     json_t *raw = NULL;
     json_t *doc = NULL;
     struct cg_err e = {0};
     *text = NULL;
-    int rc = load_document(ld, node, label, &raw, from, sizeof(from));
+    if (from == NULL) {
+        from = own;
+        from_cap = sizeof(own);
+    }
+    int rc = load_document(ld, node, label, &raw, from, from_cap);
     if (rc < 0) {
         return rc;
     }
@@ -949,8 +960,8 @@ out:
     return rc;
 }
 
-static const char *const top_keys[] = {"apiVersion", "kind", "name",  "description",
-                                       "aws",        "gcp",  "azure", NULL};
+static const char *const top_keys[] = {"apiVersion", "kind",  "name",     "description", "aws",
+                                       "gcp",        "azure", "outscale", NULL};
 static const char *const aws_keys[] = {
     "mode",           "path", "user", "role", "managedPolicies", "customerPolicies",
     "inlinePolicies", "tags", NULL};
@@ -960,6 +971,27 @@ static const char *const trust_keys[] = {"principal", "externalId", NULL};
 static const char *const customer_keys[] = {"name", "description", "document", NULL};
 /* IAM has no description for inline policies: accepting one would drop it silently. */
 static const char *const inline_keys[] = {"name", "document", NULL};
+
+int profile__days(const yaml_node_t *n, long *out)
+{
+    if (cg_yaml_is_null(n)) {
+        return 0;
+    }
+    const char *s = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "";
+    size_t len = n->type == YAML_SCALAR_NODE ? n->data.scalar.length : 0;
+    if (len == 0 || len > 6) {
+        return -1;
+    }
+    long v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
 
 int profile__section(struct loader *ld, const yaml_node_t *parent, const char *key,
                      const char *label, const char *const *keys, yaml_node_t **out)
@@ -1070,7 +1102,8 @@ static int policy_list(struct loader *ld, const yaml_node_t *aws, const char *ke
         if (pol->name == NULL) {
             return profile__fail_at(ld, item, CG_EINVAL, "%s is missing", label);
         }
-        rc = check_name(ld, name_node, label, pol->name, IAM_POLICY_NAME_MAX, "policy");
+        rc = profile__check_name(ld, name_node, label, pol->name, IAM_POLICY_NAME_MAX, "IAM",
+                                 "policy");
         if (rc < 0) {
             return rc;
         }
@@ -1100,7 +1133,7 @@ static int policy_list(struct loader *ld, const yaml_node_t *aws, const char *ke
             return profile__fail_at(ld, doc_node ? doc_node : item, CG_EINVAL, "%s is missing",
                                     label);
         }
-        rc = policy_document(ld, doc_node, label, &pol->document, &size);
+        rc = profile__policy_document(ld, doc_node, label, &pol->document, &size, NULL, 0);
         if (rc < 0) {
             return rc;
         }
@@ -1450,7 +1483,8 @@ static int parse_aws(struct loader *ld, const yaml_node_t *aws, const struct pro
     if (a->name == NULL) {
         return profile__fail_at(ld, sect, CG_EINVAL, "%s is missing", label);
     }
-    if ((rc = check_name(ld, node, label, a->name, IAM_ENTITY_NAME_MAX, what)) < 0) {
+    if ((rc = profile__check_name(ld, node, label, a->name, IAM_ENTITY_NAME_MAX, "IAM", what)) <
+        0) {
         return rc;
     }
 
@@ -2253,6 +2287,7 @@ int profile_load_buffer(struct profile **out, const char *buf, size_t len, const
     yaml_node_t *aws = NULL;
     yaml_node_t *gcp = NULL;
     yaml_node_t *azure = NULL;
+    yaml_node_t *osc = NULL;
     char sh[SHOWN_MAX];
     memset(&ld, 0, sizeof(ld));
     ld.dir = dir;
@@ -2306,18 +2341,20 @@ int profile_load_buffer(struct profile **out, const char *buf, size_t len, const
                                  NULL)) < 0 ||
         (rc = cg_yaml_get_map(&ld.y, root, "aws", &aws, err)) < 0 ||
         (rc = cg_yaml_get_map(&ld.y, root, "gcp", &gcp, err)) < 0 ||
-        (rc = cg_yaml_get_map(&ld.y, root, "azure", &azure, err)) < 0) {
+        (rc = cg_yaml_get_map(&ld.y, root, "azure", &azure, err)) < 0 ||
+        (rc = cg_yaml_get_map(&ld.y, root, "outscale", &osc, err)) < 0) {
         goto out;
     }
-    if (aws == NULL && gcp == NULL && azure == NULL) {
+    if (aws == NULL && gcp == NULL && azure == NULL && osc == NULL) {
         rc = profile__fail_at(&ld, root, CG_EINVAL,
-                              "the profile has no provider section ('aws', 'gcp' or 'azure'): "
-                              "nothing to grant");
+                              "the profile has no provider section ('aws', 'gcp', 'azure' or "
+                              "'outscale'): nothing to grant");
         goto out;
     }
     if ((aws != NULL && (rc = parse_aws(&ld, aws, ov, &p->aws)) < 0) ||
         (gcp != NULL && (rc = parse_gcp(&ld, gcp, ov, &p->gcp)) < 0) ||
-        (azure != NULL && (rc = profile__parse_azure(&ld, azure, ov, &p->azure)) < 0)) {
+        (azure != NULL && (rc = profile__parse_azure(&ld, azure, ov, &p->azure)) < 0) ||
+        (osc != NULL && (rc = profile__parse_outscale(&ld, osc, &p->outscale)) < 0)) {
         goto out;
     }
     p->source = strdup(source);
@@ -2488,6 +2525,7 @@ void profile_free(struct profile *p)
     }
     gcp_free(&p->gcp);
     profile__azure_free(&p->azure);
+    profile__outscale_free(&p->outscale);
     struct profile_aws *a = &p->aws;
     free(a->name);
     free(a->path);
@@ -2521,26 +2559,30 @@ int profile_require(const struct profile *p, const char *provider, struct cg_err
     if (provider == NULL || provider[0] == '\0' || strcmp(provider, "unknown") == 0) {
         return cg_err_set(err, CG_EINVAL,
                           "profile '%s': the cluster's cloud provider is not known: pass "
-                          "--provider aws, --provider gcp or --provider azure",
+                          "--provider aws, --provider gcp, --provider azure or --provider "
+                          "outscale",
                           name);
     }
     int aws = strcmp(provider, "aws") == 0;
     int gcp = strcmp(provider, "gcp") == 0;
     int azure = strcmp(provider, "azure") == 0;
-    if ((aws && p->aws.present) || (gcp && p->gcp.present) || (azure && p->azure.present)) {
+    int osc = strcmp(provider, "outscale") == 0;
+    if ((aws && p->aws.present) || (gcp && p->gcp.present) || (azure && p->azure.present) ||
+        (osc && p->outscale.present)) {
         return 0;
     }
-    if (!aws && !gcp && !azure) {
+    if (!aws && !gcp && !azure && !osc) {
         return cg_err_set(err, CG_EINVAL,
-                          "profile '%s' has no %s section: grant profiles have aws, gcp and "
-                          "azure sections only so far",
+                          "profile '%s' has no %s section: grant profiles have aws, gcp, azure "
+                          "and outscale sections only",
                           name, SHOWN(sh, provider));
     }
     return cg_err_set(err, CG_EINVAL,
                       "profile '%s' has no %s section: the cluster runs on %s; add one to the "
                       "profile (docs/profiles.md) or use a profile that has one",
                       name, provider,
-                      aws   ? "AWS"
-                      : gcp ? "GCP"
-                            : "Azure");
+                      aws     ? "AWS"
+                      : gcp   ? "GCP"
+                      : azure ? "Azure"
+                              : "OUTSCALE");
 }

@@ -123,13 +123,35 @@ struct profile_azure {
     } custom_role;
 };
 
+/* Every OUTSCALE user and policy cloudgrant makes lives under this EIM path: it is how
+ * cloudgrant tells its own from the account's others, which it never changes or deletes. */
+#define PROFILE_OSC_PATH "/cloudgrant/"
+
+/* The outscale section: an EIM user, one policy that cloudgrant owns and links to it, and
+ * exactly one access key made by cloudgrant and handed over (protocols.md 4.2). */
+struct profile_outscale {
+    int present;     /* the profile has an outscale section */
+    char *user_name; /* rendered, 1..64 of [A-Za-z0-9+=,.@_-] */
+    /* name: 1..128 of [A-Za-z0-9+=,.@_-]; description: NULL or <= 1000 bytes; document: the
+       rendered policy (compact JSON, identity policy, <= 5120 non-whitespace characters) */
+    struct profile_policy policy;
+    /* The key expires key_lifetime_days (0..3650; 0 = never, unless the account caps key
+     * lifetimes, then it gets the cap) after it is made, and is replaced when fewer than
+     * key_renew_days (0..lifetime-1; 0 when the lifetime is 0) remain, or a third of a capped
+     * lifetime if that is less (rc_osc_renew_window). A key without an expiry date is replaced
+     * as if it had been made to expire key_lifetime_days after its creation. */
+    long key_lifetime_days;
+    long key_renew_days;
+};
+
 struct profile {
     char *name;
     char *description;
     char *source;           /* the file it was loaded from */
-    struct profile_aws aws; /* at least one of aws, gcp and azure is present */
+    struct profile_aws aws; /* at least one of aws, gcp, azure and outscale is present */
     struct profile_gcp gcp;
     struct profile_azure azure;
+    struct profile_outscale outscale;
 };
 
 /* Values templates may use. NULL = unknown: a template that needs it fails with a message
@@ -139,7 +161,8 @@ struct profile_vars {
     const char *cluster_id;
     const char *cluster_region;
     const char *cloud_account; /* AWS account id, GCP project id ({{cloud.project}} too), Azure
-                                  subscription id ({{cloud.subscription}} too) */
+                                  subscription id ({{cloud.subscription}} too), OUTSCALE
+                                  account id */
 };
 
 /* Command-line choices that win over the profile. NULL = keep the profile's. */
@@ -163,8 +186,8 @@ struct profile_overrides {
  * that does not exist, a template value this cluster does not reveal ("profile 'x': aws.user.name
  * needs {{cluster.name}}, which this cluster does not reveal: pass --cluster-name"), role mode
  * without a principal, a keyless GCP credential without a member to grant it, a federated Azure
- * credential without both an issuer and a subject, a profile with none of aws, gcp and azure
- * sections. Every section present is rendered and checked. CG_EIO: a file that exists but
+ * credential without both an issuer and a subject, a profile with none of aws, gcp, azure and
+ * outscale sections. Every section present is rendered and checked. CG_EIO: a file that exists but
  * cannot be read. CG_ETOOBIG: a profile over 1 MiB. CG_ENOMEM. The format, the
  * template syntax and every rule checked: docs/profiles.md. */
 int profile_load(struct profile **out, const char *name_or_path, const char *builtin_dir,
@@ -172,9 +195,9 @@ int profile_load(struct profile **out, const char *name_or_path, const char *bui
                  struct cg_err *err);
 void profile_free(struct profile *p);
 
-/* 0 when p has a section for `provider` ("aws", "gcp", "azure": cloud_provider_name());
- * else CG_EINVAL "profile 'x' has no gcp section: ...", which is what a command says when the
- * cluster's cloud is not one the profile grants anything on. */
+/* 0 when p has a section for `provider` ("aws", "gcp", "azure", "outscale":
+ * cloud_provider_name()); else CG_EINVAL "profile 'x' has no gcp section: ...", which is what a
+ * command says when the cluster's cloud is not one the profile grants anything on. */
 int profile_require(const struct profile *p, const char *provider, struct cg_err *err);
 
 /* The same from a buffer: `source` names it in messages (and becomes profile->source); policy

@@ -286,28 +286,6 @@ static int application(struct loader *ld, const yaml_node_t *azure, const yaml_n
     return 0;
 }
 
-/* A whole number of days, plain digits. 0 when absent; -1 when not a number. */
-static int days(const yaml_node_t *n, long *out)
-{
-    if (cg_yaml_is_null(n)) {
-        return 0;
-    }
-    const char *s = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : "";
-    size_t len = n->type == YAML_SCALAR_NODE ? n->data.scalar.length : 0;
-    if (len == 0 || len > 6) {
-        return -1;
-    }
-    long v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return -1;
-        }
-        v = v * 10 + (s[i] - '0');
-    }
-    *out = v;
-    return 1;
-}
-
 /* The secret's lifetime and when to replace it: checked whatever the credential, so a mistake
  * is found before someone switches to a secret. */
 static int secret(struct loader *ld, const yaml_node_t *sect, struct profile_azure *z)
@@ -318,13 +296,13 @@ static int secret(struct loader *ld, const yaml_node_t *sect, struct profile_azu
     long *before = &z->secret_renew_days;
     *lifetime = AZURE_SECRET_DAYS_DEFAULT;
     *before = AZURE_RENEW_DAYS_DEFAULT;
-    int has = days(life, lifetime);
+    int has = profile__days(life, lifetime);
     if (has < 0 || *lifetime < 1 || *lifetime > AZURE_SECRET_DAYS_MAX) {
         return profile__fail_at(ld, life, CG_EINVAL,
                                 "azure.secret.lifetimeDays must be a number of days from 1 to %d",
                                 AZURE_SECRET_DAYS_MAX);
     }
-    int given = days(renew, before);
+    int given = profile__days(renew, before);
     if (given < 0 || (given > 0 && *before >= *lifetime)) {
         return profile__fail_at(ld, renew, CG_EINVAL,
                                 "azure.secret.renewBeforeDays must be a number of days from 0 to "

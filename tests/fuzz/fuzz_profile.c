@@ -153,7 +153,19 @@ static void check(int rc, const struct profile *p, const struct cg_err *err)
         return;
     }
     if (p == NULL || p->name == NULL || p->source == NULL ||
-        (!p->aws.present && !p->gcp.present && !p->azure.present)) {
+        (!p->aws.present && !p->gcp.present && !p->azure.present && !p->outscale.present)) {
+        abort();
+    }
+    const struct profile_outscale *o = &p->outscale;
+    if (o->present) {
+        if (!rendered(o->user_name) || strlen(o->user_name) > 64 || !rendered(o->policy.name) ||
+            strlen(o->policy.name) > 128 || o->policy.document == NULL ||
+            o->key_lifetime_days < 0 || o->key_lifetime_days > 3650 || o->key_renew_days < 0 ||
+            (o->key_lifetime_days > 0 && o->key_renew_days >= o->key_lifetime_days) ||
+            (o->key_lifetime_days == 0 && o->key_renew_days != 0)) {
+            abort();
+        }
+    } else if (o->user_name != NULL || o->policy.name != NULL || o->policy.document != NULL) {
         abort();
     }
     if (p->azure.present) {

@@ -404,8 +404,8 @@ static void test_structure_errors(void **state)
                "t.yaml:3:7: name 'My_Profile' must be a lower-case DNS label: letters, digits and "
                "'-', at most 63");
     load_fails(HEAD, &vars, NULL,
-               "t.yaml:1:1: the profile has no provider section ('aws', 'gcp' or 'azure'): "
-               "nothing to grant");
+               "t.yaml:1:1: the profile has no provider section ('aws', 'gcp', 'azure' or "
+               "'outscale'): nothing to grant");
     load_fails("", &vars, NULL, "t.yaml: the profile is empty");
     load_fails("- a\n", &vars, NULL, "t.yaml:1:1: a profile must be a mapping, not a sequence");
     load_fails("a: [\n", &vars, NULL,
@@ -1018,11 +1018,16 @@ static void test_gcp_only(void **state)
                                  "add one to the profile (docs/profiles.md) or use a profile that "
                                  "has one");
     assert_int_equal(profile_require(p, "outscale", &err), CG_EINVAL);
-    assert_string_equal(err.msg, "profile 'test' has no outscale section: grant profiles have aws, "
-                                 "gcp and azure sections only so far");
+    assert_string_equal(err.msg, "profile 'test' has no outscale section: the cluster runs on "
+                                 "OUTSCALE; add one to the profile (docs/profiles.md) or use a "
+                                 "profile that has one");
+    assert_int_equal(profile_require(p, "ibm", &err), CG_EINVAL);
+    assert_string_equal(err.msg, "profile 'test' has no ibm section: grant profiles have aws, gcp, "
+                                 "azure and outscale sections only");
     assert_int_equal(profile_require(p, "unknown", &err), CG_EINVAL);
     assert_string_equal(err.msg, "profile 'test': the cluster's cloud provider is not known: pass "
-                                 "--provider aws, --provider gcp or --provider azure");
+                                 "--provider aws, --provider gcp, --provider azure or --provider "
+                                 "outscale");
     assert_int_equal(profile_require(p, NULL, &err), CG_EINVAL);
     assert_int_equal(profile_require(NULL, "aws", &err), CG_EINVAL);
     profile_free(p);
