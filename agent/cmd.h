@@ -42,6 +42,8 @@ int cg_cmd_gcp_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn 
                    struct cg_run_stats *stats, struct cg_err *err);
 int cg_cmd_azure_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
                      struct cg_run_stats *stats, struct cg_err *err);
+int cg_cmd_outscale_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn *getenv_fn,
+                        struct cg_run_stats *stats, struct cg_err *err);
 
 /* identity on AKS: the cluster's name from the AKS tags of its node resource group in ARM,
  * when it is still unknown and Azure credentials are configured (AZURE_CLIENT_ID). Best

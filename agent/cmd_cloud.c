@@ -58,11 +58,13 @@ int cg_cmd_cloud_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *g
         code = cg_cmd_aws_run(&b, o, getenv_fn, stats, err);
     } else if (strcmp(b.id.k8s.provider, "azure") == 0) {
         code = cg_cmd_azure_run(&b, o, getenv_fn, stats, err);
+    } else if (strcmp(b.id.k8s.provider, "outscale") == 0) {
+        code = cg_cmd_outscale_run(&b, o, getenv_fn, stats, err);
     } else {
         cg_err_set(err, CG_EINVAL,
-                   "the cluster runs on '%s', and this version manages AWS, GCP and Azure "
-                   "identities only; pass --provider aws|gcp|azure if the cluster is on one of "
-                   "them after all",
+                   "the cluster runs on '%s', and this version manages AWS, GCP, Azure and "
+                   "OUTSCALE identities only; pass --provider aws|gcp|azure|outscale if the "
+                   "cluster is on one of them after all",
                    b.id.k8s.provider);
         code = CG_EXIT_USAGE;
     }

@@ -20,6 +20,7 @@ static const struct field_names field_names[] = {
     {"aws", "userName", "accountId", "accessKeyId", "secretAccessKey"},
     {"gcp", "serviceAccount", "projectId", "keyId", "key.json"},
     {"azure", "clientId", "tenantId", "keyId", "clientSecret"},
+    {"outscale", "userName", "accountId", "accessKeyId", "secretKey"},
 };
 
 /* An unknown or missing provider reads as AWS: the Secrets written before there was a choice. */

@@ -7,6 +7,7 @@
 
 #include "rc.h"
 #include "rc_azure.h"
+#include "rc_osc.h"
 
 #include <string.h>
 
@@ -198,6 +199,24 @@ static void test_azure_names(void **state)
     assert_string_equal(n, "cloudgrant-d83970a1f4853acaad156d5e");
 }
 
+/* OUTSCALE key expiry: the profile's lifetime, capped by the account (10 minutes inside the
+ * cap), and a renewal window that never exceeds a third of the key's life. */
+static void test_osc_key_expiry(void **state)
+{
+    (void)state;
+    const int64_t now = 1795000000;
+    assert_int_equal(rc_osc_key_expiry(now, 365, 0), now + 365 * 86400LL);
+    assert_int_equal(rc_osc_key_expiry(now, 0, 0), 0); /* never expires */
+    assert_int_equal(rc_osc_key_expiry(now, 365, 30 * 86400L), now + 30 * 86400LL - 600);
+    assert_int_equal(rc_osc_key_expiry(now, 7, 30 * 86400L), now + 7 * 86400LL);
+    assert_int_equal(rc_osc_key_expiry(now, 0, 86400L), now + 86400LL - 600);
+    assert_int_equal(rc_osc_key_expiry(now, 10, 300L), now + 300); /* no room for a margin */
+    assert_int_equal(rc_osc_renew_window(365 * 86400LL, 30), 30 * 86400LL);
+    assert_int_equal(rc_osc_renew_window(86400LL, 30), 86400LL / 3);
+    assert_int_equal(rc_osc_renew_window(0, 30), 30 * 86400LL); /* unknown lifetime */
+    assert_int_equal(rc_osc_renew_window(365 * 86400LL, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_bad_dependencies_refused),
         cmocka_unit_test(test_entries),
         cmocka_unit_test(test_azure_names),
+        cmocka_unit_test(test_osc_key_expiry),
     };
     return cmocka_run_group_tests_name("rc", tests, NULL, NULL);
 }
