@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The README's demo: cloudgrant identity against emulated EKS, GKE, AKS and Outscale
-clusters, each with its cloud's instance metadata service."""
+clusters, each with its cloud's instance metadata service; then plan, onboard, drift, repair,
+rotate and offboard on each cloud against its emulator (moto for AWS)."""
 
 import argparse
 import contextlib
@@ -203,6 +204,51 @@ def azure_demo(binary):
     return failures + step.failures
 
 
+def outscale_demo(binary):
+    """plan / onboard / onboard again / drift / check --fix / rotate / offboard on OUTSCALE,
+    with the platform-access profile (the seed's "access key and secret key", for a dedicated
+    EIM user with a least-privilege policy), against the Outscale cluster and the OUTSCALE API
+    emulator, which verifies every request's OSC4 signature."""
+    import central_harness
+    import osc_harness
+    failures = 0
+    token = "demo-report-token"
+    with harness.k8s_api("outscale") as api, central_harness.central(token=token) as central, \
+            osc_harness.osc() as osc:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AWS_", "KUBE", "CLOUDGRANT_", "AZURE_", "GOOGLE_",
+                                    "GCE_", "CLOUDSDK_", "OSC_"))}
+        env.update(osc.env())
+        env["CLOUDGRANT_PROFILES_DIR"] = os.path.join(ROOT, "profiles")
+        env["CLOUDGRANT_REPORT_TOKEN"] = token
+        env["CLOUDGRANT_CLUSTER_NAME"] = "osc-demo"  # the Outscale nodes do not name it
+        print("\n### OUTSCALE: platform-access profile on the Outscale cluster, the OUTSCALE API "
+              "from the emulator %s" % osc.url)
+
+        step = Steps(binary, api.kubeconfig, env)
+
+        prof = ["--profile", "platform-access"]
+        out = ["--report-url", central.report_url]
+        step("what onboarding would do on a fresh account", ["plan"] + prof)
+        step("onboard: EIM user and policy under /cloudgrant/, linked, one access key handed "
+             "over", ["onboard"] + prof + out)
+        step("onboard again: nothing to change", ["onboard"] + prof + out)
+        print("\n# someone edits the policy by hand and gives the user a key of their own")
+        pol = osc.policy("PlatformAccess-osc-demo")
+        osc.set_policy_document(pol["Orn"], {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["api:*"], "Resource": ["*"]}]})
+        osc.add_access_key("platform-access-osc-demo")
+        step("drift check finds both (exit code 3)", ["check"] + prof, want=3)
+        step("and repairs them", ["check", "--fix"] + prof + out)
+        step("rotate: new key stored and handed over before the old one is deactivated and "
+             "deleted", ["rotate"] + prof + out)
+        step("offboard: delete what cloudgrant created", ["offboard"] + prof + out)
+        if osc.violations():
+            print("requests the OUTSCALE models reject: %s" % osc.violations())
+            failures += 1
+    return failures + step.failures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "agent", "cloudgrant"))
@@ -236,6 +282,7 @@ def main():
     failures += aws_demo(binary)
     failures += gcp_demo(binary)
     failures += azure_demo(binary)
+    failures += outscale_demo(binary)
     print("\ndemo %s" % ("finished" if failures == 0 else "FAILED (%d runs)" % failures))
     return 1 if failures else 0
 

@@ -309,6 +309,9 @@ def test_credentials_from_osc_config_file(e):
     expect(p, 0, "access-key")
     assert "config.json" in p.stderr, p.stderr
     expect(e.run("plan", env=dict(env, OSC_PROFILE="missing")), 2, "missing")
+    # no region anywhere but the nodes: the cluster's region is used
+    p = e.run("plan", "--log-level", "info", env={"OSC_REGION": None})
+    expect(p, 0, "region eu-west-2")
 
 
 @with_env
