@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up, builds cloudgrant and runs its main job end to end against the local
-# emulators: today that is `cloudgrant identity` on an emulated EKS, GKE, AKS and Outscale
-# cluster, each with its cloud's metadata service.
+# emulators: `cloudgrant identity` on an emulated EKS, GKE, AKS and Outscale cluster, then
+# plan, onboard, drift, repair, rotate and offboard on AWS (moto), GCP, Azure and OUTSCALE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${CG_SKIP_SETUP:-}" = 1 ] || scripts/setup.sh
