@@ -8,6 +8,7 @@
  * done. */
 #include "cg_buf.h"
 #include "cg_log.h"
+#include "cg_util.h"
 #include "cmd.h"
 #include "httpd.h"
 #include "metrics.h"
@@ -33,39 +34,6 @@ struct watch {
     int last_ok;
     int64_t last_success;
 };
-
-/* "1h", "15m", "30s", "1h30m", "90" (seconds): milliseconds, or -1. */
-static long long parse_duration(const char *s)
-{
-    long long total = 0;
-    int any = 0;
-    while (*s != '\0') {
-        char *end;
-        double v = strtod(s, &end);
-        if (end == s || v < 0 || !isfinite(v)) {
-            return -1;
-        }
-        long long unit = 1000;
-        if (*end == 'h') {
-            unit = 3600000;
-            end++;
-        } else if (*end == 'm' && end[1] == 's') {
-            unit = 1;
-            end += 2;
-        } else if (*end == 'm') {
-            unit = 60000;
-            end++;
-        } else if (*end == 's') {
-            end++;
-        } else if (*end != '\0') {
-            return -1;
-        }
-        total += (long long)(v * (double)unit);
-        any = 1;
-        s = end;
-    }
-    return any ? total : -1;
-}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -176,7 +144,7 @@ static void close_cb(uv_handle_t *h)
 
 int cg_cmd_watch(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_err *err)
 {
-    long long interval = o->interval ? parse_duration(o->interval) : 3600000;
+    long long interval = o->interval ? cg_parse_duration_ms(o->interval) : 3600000;
     if (interval < 1000) {
         cg_err_set(err, CG_EINVAL,
                    "--interval '%s' is not a duration of at least 1s (e.g. 1h, "

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,4 +318,36 @@ const char *cg_printable_n(char *dst, size_t cap, const char *s, size_t len)
     }
     dst[keep] = '\0';
     return dst;
+}
+
+long long cg_parse_duration_ms(const char *s)
+{
+    long long total = 0;
+    int any = 0;
+    while (*s != '\0') {
+        char *end;
+        double v = strtod(s, &end);
+        if (end == s || v < 0 || !isfinite(v)) {
+            return -1;
+        }
+        long long unit = 1000;
+        if (*end == 'h') {
+            unit = 3600000;
+            end++;
+        } else if (*end == 'm' && end[1] == 's') {
+            unit = 1;
+            end += 2;
+        } else if (*end == 'm') {
+            unit = 60000;
+            end++;
+        } else if (*end == 's') {
+            end++;
+        } else if (*end != '\0') {
+            return -1;
+        }
+        total += (long long)(v * (double)unit);
+        any = 1;
+        s = end;
+    }
+    return any ? total : -1;
 }

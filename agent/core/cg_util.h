@@ -38,6 +38,9 @@ char *cg_trim(char *s);
 int cg_parse_rfc3339(const char *s, int64_t *epoch);
 /* Formats seconds since the epoch as "YYYY-MM-DDTHH:MM:SSZ" into buf (at least 21 bytes). */
 void cg_format_rfc3339(int64_t epoch, char *buf, size_t len);
+/* A duration: "1h", "15m", "30s", "500ms", "1h30m", "90" (seconds), in milliseconds; -1 when
+ * it is not one. */
+long long cg_parse_duration_ms(const char *s);
 /* Milliseconds from a monotonic clock. */
 uint64_t cg_now_ms(void);
 
