@@ -542,6 +542,11 @@ int cg_cmd_aws_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn 
         exit_code = CG_EXIT_USAGE;
         goto out;
     }
+    /* One run at a time on a credential; plan changes nothing and hands nothing over. */
+    if (o->command != CG_CMD_PLAN && handover_lock(&c.ho, err) < 0) {
+        exit_code = err->code == CG_EINVAL ? CG_EXIT_USAGE : CG_EXIT_FAIL;
+        goto out;
+    }
     if (hands_key && handover_store_read(&c.ho, err) < 0) {
         goto out;
     }
@@ -704,6 +709,7 @@ int cg_cmd_aws_run(struct cmd_base *b, const struct cg_options *o, cg_getenv_fn 
         break;
     }
 out:
+    handover_unlock(&c.ho);
     fflush(stdout);
     if (stats != NULL) {
         struct aws_query_stats qs = {0};

@@ -186,6 +186,11 @@ int cmd_flow_run(const struct cmd_flow *f, const struct cg_options *o, struct k8
         code = CG_EXIT_USAGE;
         goto out;
     }
+    /* One run at a time on a credential; plan changes nothing and hands nothing over. */
+    if (o->command != CG_CMD_PLAN && handover_lock(f->ho, err) < 0) {
+        code = err->code == CG_EINVAL ? CG_EXIT_USAGE : CG_EXIT_FAIL;
+        goto out;
+    }
     if (f->hands_key && handover_store_read(f->ho, err) < 0) {
         goto out;
     }
@@ -210,6 +215,7 @@ int cmd_flow_run(const struct cmd_flow *f, const struct cg_options *o, struct k8
         break;
     }
 out:
+    handover_unlock(f->ho);
     fflush(stdout);
     if (stats != NULL) {
         stats->reads = stats->writes = 0;

@@ -1,6 +1,8 @@
 /* agent/handover.c: the credential's way to the platform, shared by every provider. */
 #include "handover.h"
 
+#include "lease.h"
+
 #include "cg_buf.h"
 #include "cg_http.h"
 #include "cg_util.h"
@@ -75,6 +77,28 @@ int handover_store_read(struct handover *h, struct cg_err *err)
         h->store_ready = 1;
     }
     return rc;
+}
+
+int handover_lock(struct handover *h, struct cg_err *err)
+{
+    const char *d = h->o->lease_duration;
+    long long ms = d ? cg_parse_duration_ms(d) : 30000;
+    if (ms < 0 || ms > 3600000 || (ms > 0 && ms < 1000)) {
+        return cg_err_set(err, CG_EINVAL,
+                          "--lease-duration '%s' is not 0 or a duration from 1s to 1h (e.g. 30s)",
+                          d);
+    }
+    if (ms == 0 || !h->store_open) {
+        return 0;
+    }
+    long s = (long)(ms / 1000);
+    return lease_acquire(&h->lease, h->store.k8s, h->store.ns, h->store.name, s, 10 * s, err);
+}
+
+void handover_unlock(struct handover *h)
+{
+    lease_release(h->lease);
+    h->lease = NULL;
 }
 
 void handover_close(struct handover *h)

@@ -22,6 +22,7 @@
 
 struct cg_http;
 struct cg_seal_key;
+struct lease;
 struct k8s_client;
 
 struct handover {
@@ -38,6 +39,7 @@ struct handover {
     int store_ready;               /* the Secret was read: `stored` is what it holds */
     struct credstore_entry stored; /* owned */
     int stored_found;
+    struct lease *lease; /* held while the run works on the credential; NULL when none */
 };
 
 /* The report endpoint (--report-url and its token) and the seal key. CG_EINVAL for bad
@@ -50,6 +52,13 @@ int handover_open(struct handover *h, const struct cg_options *o, cg_getenv_fn *
 int handover_store_open(struct handover *h, struct k8s_client *k8s, const char *profile,
                         struct cg_err *err);
 int handover_store_read(struct handover *h, struct cg_err *err);
+/* Takes the Lease named like the credential Secret, in its namespace (lease.h), so that two
+ * runs never work on one credential at once: after handover_store_open, before the first
+ * read of the cloud. --lease-duration (default 30s) is how long it lasts without renewal; a
+ * run waits up to ten times that for another to finish; 0 takes no Lease. */
+int handover_lock(struct handover *h, struct cg_err *err);
+/* Gives the Lease up; call before the session (and its Kubernetes client) closes. */
+void handover_unlock(struct handover *h);
 void handover_close(struct handover *h);
 
 /* Whether a credential handed over would reach anyone (the platform or a file). */

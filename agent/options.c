@@ -85,6 +85,8 @@ static const struct opt_def opts[] = {
      "Kubernetes Secret that keeps the credential (default cloudgrant-<profile>)", NULL},
     {"secret-namespace", 0, OPT_STRING, OFF(secret_namespace), "NS",
      "its namespace (default: the agent's own)", NULL},
+    {"lease-duration", 0, OPT_STRING, OFF(lease_duration), "DURATION",
+     "how long the run's Lease on the credential lasts unrenewed (default 30s; 0: none)", NULL},
     {"interval", 0, OPT_STRING, OFF(interval), "DURATION",
      "watch: time between checks, e.g. 1h, 15m, 30s (default 1h)", NULL},
     {"listen", 0, OPT_STRING, OFF(listen), "ADDR:PORT",

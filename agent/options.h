@@ -52,6 +52,7 @@ struct cg_options {
     const char *trust_principal_url;
     const char *secret_name;
     const char *secret_namespace;
+    const char *lease_duration;          /* "30s" (default); "0": take no Lease */
     const char *interval;                /* watch: "1h", "15m", "30s" */
     const char *listen;                  /* watch: ADDR:PORT for /healthz and /metrics */
     const char *gcp_credential;          /* "key" | "keyless" */
