@@ -226,7 +226,11 @@ def test_rbac_exact():
         assert role[0]["rules"] == [
             {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [secret],
              "verbs": ["get", "update", "patch", "delete"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}], role[0]["rules"]
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": [secret], "verbs": ["get", "update"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "verbs": ["create"]}], role[0]["rules"]
         for r in objs(v, "Role") + objs(v, "ClusterRole"):
             for rule in r["rules"]:
                 for field in ("apiGroups", "resources", "verbs", "resourceNames"):
