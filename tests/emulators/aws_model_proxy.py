@@ -47,6 +47,21 @@ Extras for tests:
   "count": 1, "status": 503, "code": "ServiceUnavailable", "message": "..."} queues
   faults; POST /__proxy__/config {"delay_ms": N}; POST /__proxy__/reset clears both;
   GET /__proxy__/faults lists the queue.
+  A fault may also carry (all optional, additive): "kind": "status" (the default, above),
+  "reset" (connection reset, no answer), "truncated" (half the answer, then a reset),
+  "invalid-xml" (a malformed XML body, status default 200), "slow" (delay_ms, then forwarded
+  normally) or "hang" (the answer is held until the client closes the connection,
+  POST /__proxy__/release, or delay_ms (default 600000) pass; a client still there then gets
+  the normal answer); "execute": true forwards the request to moto before answering with the
+  fault (default only for truncated); "retry_after": S adds a Retry-After header; "ordinal": N
+  gives the fault to the N-th matching request only (the N-1 before it pass); "mutating":
+  true/false matches only mutating (IAM actions other than Get*/List*) / read requests;
+  "freeze": true (with hang): once held, every later AWS request waits unforwarded too, until
+  /__proxy__/release (then it is forwarded) or its client goes away (then it never reaches
+  moto; logged with fault "frozen", status null). The hang's entry is logged before the hold
+  (a hang without execute that is released is logged again once forwarded).
+  POST /__proxy__/reset also releases every hold.
+  Log entries also say "mutating".
 - Pagination shim (default on): moto ignores MaxItems for some list operations (ListUsers
   returns everything). When a request has MaxItems, moto answered IsTruncated=false and the
   list is longer, the proxy cuts the page and adds IsTruncated=true and a Marker of its own
@@ -61,6 +76,9 @@ import http.client
 import json
 import os
 import re
+import select
+import socket
+import struct
 import sys
 import threading
 import time
@@ -464,6 +482,8 @@ def error_code_of(body):
 
 # ---- server ---------------------------------------------------------------------------------
 
+FAULT_KINDS = ("status", "reset", "truncated", "invalid-xml", "slow", "hang")
+
 class State:
     def __init__(self, opts):
         self.opts = opts
@@ -471,6 +491,8 @@ class State:
         self.seq = 0
         self.counted = 0
         self.faults = []  # queued by the control endpoint
+        self.frozen = False      # a freeze-hang holds every later AWS request
+        self.release_gen = 0     # bumped by /__proxy__/release and reset: every hold ends
         self.delay_ms = opts.delay_ms
         self.fail_nth = {int(x) for x in opts.fail_nth.split(",") if x.strip()} \
             if opts.fail_nth else set()
@@ -510,17 +532,47 @@ class Handler(EmulatorHandler):
         path = self.path.split("?", 1)[0]
         with st.lock:
             if path == "/__proxy__/faults" and self.command == "POST":
-                for _ in range(int(doc.get("count", 1))):
-                    st.faults.append({"action": doc.get("action"),
-                                      "status": int(doc.get("status", 503)),
-                                      "code": doc.get("code", "ServiceUnavailable"),
-                                      "message": doc.get("message", "injected by the proxy")})
+                kind = doc.get("kind") or "status"
+                if kind not in FAULT_KINDS:
+                    return self.send_body(400, "unknown fault kind", "text/plain")
+                ordinal = int(doc.get("ordinal") or 1)
+                if ordinal < 1:
+                    return self.send_body(400, "ordinal must be 1 or more", "text/plain")
+                base = {"action": doc.get("action"),
+                        "status": int(doc.get("status") or (200 if kind == "invalid-xml"
+                                                             else 503)),
+                        "code": doc.get("code", "ServiceUnavailable"),
+                        "message": doc.get("message", "injected by the proxy")}
+                extra = {}
+                if kind != "status":
+                    extra["kind"] = kind
+                for k in ("delay_ms", "retry_after"):
+                    if doc.get(k) is not None:
+                        extra[k] = doc[k]
+                if doc.get("execute", kind == "truncated"):
+                    extra["execute"] = True
+                if doc.get("mutating") is not None:
+                    extra["mutating"] = bool(doc["mutating"])
+                if doc.get("freeze"):
+                    extra["freeze"] = True
+                if ordinal > 1 or extra:
+                    # one entry that counts itself down (the plain form: one per count)
+                    f = dict(base, count=int(doc.get("count", 1)), skip=ordinal - 1, **extra)
+                    st.faults.append(f)
+                else:
+                    for _ in range(int(doc.get("count", 1))):
+                        st.faults.append(dict(base))
             elif path == "/__proxy__/config" and self.command == "POST":
                 if "delay_ms" in doc:
                     st.delay_ms = int(doc["delay_ms"])
+            elif path == "/__proxy__/release" and self.command == "POST":
+                st.frozen = False
+                st.release_gen += 1
             elif path == "/__proxy__/reset" and self.command == "POST":
                 st.faults = []
                 st.delay_ms = st.opts.delay_ms
+                st.frozen = False
+                st.release_gen += 1
             elif not (path == "/__proxy__/faults" and self.command == "GET"):
                 return self.send_body(404, "unknown control path", "text/plain")
             out = json.dumps({"faults": st.faults, "delay_ms": st.delay_ms})
@@ -585,8 +637,10 @@ class Handler(EmulatorHandler):
                 self.validate_params(op, flat, errors)
         elif service and action:
             scope = check_sigv4(self.headers, service, action, opts, [])
+        mutating = bool(action) and service != "sts" and \
+            not action.startswith(("Get", "List"))
         entry = {"seq": seq, "ts": time.time(), "method": self.command, "path": url.path,
-                 "service": service, "action": action,
+                 "service": service, "action": action, "mutating": mutating,
                  "params": {k: ("<redacted>" if k in redact else v) for k, v in flat.items()
                             if k not in ("Action", "Version")},
                  "violations": errors if opts.validate else [], "fault": None,
@@ -599,13 +653,32 @@ class Handler(EmulatorHandler):
                                                               "; ".join(errors)))
             return self.send_body(400, error_xml("ModelValidation", "; ".join(errors),
                                                  service or "iam"), "text/xml")
-        fault = self.take_fault(action)
-        if fault is not None:
-            entry.update(status=fault["status"], code=fault["code"],
-                         fault="%d %s" % (fault["status"], fault["code"]))
+        if st.frozen:
+            how = self.hold(600000, st.release_gen)
+            if how == "closed":
+                entry.update(status=None, code=None, fault="frozen")
+                st.record(entry)
+                self.close_connection = True
+                return
+        fault = self.take_fault(action, mutating)
+        kind = (fault or {}).get("kind", "status")
+        if fault is not None and kind == "slow":
+            time.sleep((fault.get("delay_ms") or 2000) / 1000.0)
+            entry["fault"] = "slow"
+            fault = None
+        if fault is not None and not fault.get("execute") and kind != "hang":
+            return self.fault_reply(fault, entry, service)
+        gen = st.release_gen
+        if fault is not None and kind == "hang" and not fault.get("execute"):
+            entry.update(status=None, code=None, fault="hang")
             st.record(entry)
-            return self.send_body(fault["status"], error_xml(fault["code"], fault["message"],
-                                                             service or "iam"), "text/xml")
+            if fault.get("freeze"):
+                with st.lock:
+                    st.frozen = True
+            if self.hold(fault.get("delay_ms") or 600000, gen) == "closed":
+                self.close_connection = True
+                return
+            fault = None
         if st.delay_ms > 0:
             time.sleep(st.delay_ms / 1000.0)
         # the pagination shim's own Marker never reaches moto
@@ -642,8 +715,84 @@ class Handler(EmulatorHandler):
             resp, entry["encoded_documents"] = encode_documents(resp)
         entry["status"] = status
         entry["code"] = error_code_of(resp) if status >= 300 else None
-        st.record(entry)
+        if fault is not None and kind == "hang":
+            entry["fault"] = "hang"
+            st.record(entry)
+            if fault.get("freeze"):
+                with st.lock:
+                    st.frozen = True
+            if self.hold(fault.get("delay_ms") or 600000, gen) == "closed":
+                self.close_connection = True
+                return
+        elif fault is not None:  # execute: moto did it, the client gets the fault
+            return self.fault_reply(fault, entry, service, resp)
+        else:
+            st.record(entry)
         self.send_body(status, resp, headers.get("Content-Type", "text/xml"))
+
+    # -- faults --
+    def fault_reply(self, fault, entry, service, resp=None):
+        st = self.server.state
+        kind = fault.get("kind", "status")
+        if kind == "reset":
+            entry.update(status=None, code=None, fault="reset")
+            st.record(entry)
+            return self.reset_connection()
+        if kind == "truncated":
+            body = resp if resp is not None else error_xml(fault["code"], fault["message"],
+                                                           service or "iam").encode()
+            entry["fault"] = "truncated"
+            st.record(entry)
+            self.send_response(entry.get("status") or 200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:max(1, len(body) // 2)])
+            self.wfile.flush()
+            return self.reset_connection()
+        if kind == "invalid-xml":
+            entry.update(status=fault["status"], fault="invalid-xml")
+            st.record(entry)
+            return self.send_body(fault["status"], "<%sResponse><%sResult><User>" % (
+                entry.get("action"), entry.get("action")), "text/xml")
+        entry.update(status=fault["status"], code=fault["code"],
+                     fault="%d %s" % (fault["status"], fault["code"]))
+        st.record(entry)
+        h = {}
+        if fault.get("retry_after") is not None:
+            h["Retry-After"] = str(fault["retry_after"])
+        return self.send_body(fault["status"], error_xml(fault["code"], fault["message"],
+                                                         service or "iam"), "text/xml", h)
+
+    def reset_connection(self):
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def peer_closed(self):
+        try:
+            r, _w, _x = select.select([self.connection], [], [], 0.05)
+            if not r:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def hold(self, max_ms, gen):
+        """-> "closed" (the client went away), "released" (/__proxy__/release) or "timeout"."""
+        st = self.server.state
+        deadline = time.monotonic() + max_ms / 1000.0
+        while True:
+            if st.release_gen != gen:
+                return "released"
+            if self.peer_closed():
+                return "closed"
+            if time.monotonic() >= deadline:
+                return "timeout"
 
     def validate_params(self, op, flat, errors):
         models = self.server.state.models
@@ -664,12 +813,27 @@ class Handler(EmulatorHandler):
             errors.extend(report.generate_report().splitlines())
         extra_checks(models, shape, params, "", errors)
 
-    def take_fault(self, action):
+    def take_fault(self, action, mutating=None):
         st = self.server.state
         with st.lock:
             for i, f in enumerate(st.faults):
-                if f["action"] in (None, action):
-                    return st.faults.pop(i)
+                if f["action"] not in (None, action):
+                    try:
+                        if not re.fullmatch(f["action"], action or ""):
+                            continue
+                    except re.error:
+                        continue
+                if f.get("mutating") is not None and bool(f["mutating"]) != bool(mutating):
+                    continue
+                if f.get("skip", 0) > 0:  # ordinal: not this one yet
+                    f["skip"] -= 1
+                    continue
+                if "count" in f:
+                    f["count"] -= 1
+                    if f["count"] <= 0:
+                        st.faults.pop(i)
+                    return dict(f)
+                return st.faults.pop(i)
             if st.fail_nth and (not st.opts.fail_action or st.opts.fail_action == action):
                 st.counted += 1
                 if st.counted in st.fail_nth:

@@ -29,6 +29,16 @@ against azure-mgmt-authorization's models (python3-azure), run by azure_model.py
 /usr/bin/python3 as a long-lived JSON-lines subprocess (ARM's 400 InvalidRequestContent).
 Secrets (client secrets, assertions, secretText, access tokens) never reach the log, stdout or
 stderr. Python 3 standard library only.
+
+Faults (control "inject", see azure_harness.py): method / path_regex select the requests,
+count how many get the fault; ordinal=N gives it to the N-th matching request only (the N-1
+before it pass untouched); mutating=true/false matches only mutating / read requests. Kinds:
+status, reset, truncated, invalid-json, slow, and hang: the answer is held (execute=true: after
+the request ran) until the client closes the connection, control "release", or delay_ms
+(default 600000) pass; a client still there then gets the normal answer. freeze=true (with
+hang): once held, every later API request waits unexecuted too, until "release" (then it runs)
+or its client goes away (then it never runs; logged with fault "frozen", status null). The
+hang's log entry is written before the hold and gets "held": closed|released|timeout after.
 """
 import argparse
 import base64
@@ -40,6 +50,7 @@ import json
 import os
 import re
 import secrets
+import select
 import socket
 import struct
 import subprocess
@@ -747,6 +758,8 @@ class Emulator:
         self.log = []
         self.seq = 0
         self.faults = []
+        self.frozen = False      # a freeze-hang holds every later API request
+        self.release_gen = 0     # bumped by control "release": every hold ends
         self.oidc_issuer = "https://%s.oic.prod-aks.azure.com/%s/%s/" % (
             CLUSTER["location"], self.tenant, "c2e8b4a6-7d1f-4f3e-8b9a-0d1c2e3f4a5b")
         now = time.time()
@@ -810,6 +823,12 @@ class Emulator:
             self.state = State(self.args, self.admin)
             with self.log_lock:
                 self.faults = []
+        self.release()
+
+    def release(self):
+        with self.log_lock:
+            self.frozen = False
+            self.release_gen += 1
 
     # -- tokens ------------------------------------------------------------------------------
     def issue_access_token(self, resource, sp, app_id, acr="1", ttl=None, extra=None):
@@ -911,7 +930,7 @@ class Emulator:
             sys.stderr.write("azure_api: %s\n" % json.dumps(
                 {k: v for k, v in entry.items() if k != "body"}))
 
-    def take_fault(self, api, verb, path, query):
+    def take_fault(self, api, verb, path, query, mutating=None):
         with self.log_lock:
             for f in self.faults:
                 m = f.get("method")
@@ -920,6 +939,12 @@ class Emulator:
                 rx = f.get("path_regex")
                 if rx and not (re.search(rx, path) or
                                re.search(rx, path + ("?" + query if query else ""))):
+                    continue
+                if f.get("mutating") is not None and mutating is not None and \
+                        bool(f["mutating"]) != bool(mutating):
+                    continue
+                if f.get("skip", 0) > 0:  # ordinal: not this one yet
+                    f["skip"] -= 1
                     continue
                 f["count"] -= 1
                 if f["count"] <= 0:
@@ -2017,6 +2042,26 @@ class ApiHandler(EmulatorHandler):
             pass
         self.close_connection = True
 
+    def peer_closed(self):
+        try:
+            r, _w, _x = select.select([self.connection], [], [], 0.05)
+            if not r:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def hold(self, max_ms, gen):
+        """-> "closed" (the client went away), "released" (control release) or "timeout"."""
+        deadline = time.monotonic() + max_ms / 1000.0
+        while True:
+            if self.emu.release_gen != gen:
+                return "released"
+            if self.peer_closed():
+                return "closed"
+            if time.monotonic() >= deadline:
+                return "timeout"
+
     def send_truncated(self, code, doc, ctype):
         body = json.dumps(doc if doc is not None else {}).encode()
         self.send_response(code)
@@ -2185,7 +2230,38 @@ class ApiHandler(EmulatorHandler):
             entry["violations"].append("request body without Content-Type: application/json")
         if emu.delay_ms:
             time.sleep(emu.delay_ms / 1000.0)
-        fault = emu.take_fault(api, verb, path, raw_query)
+        if emu.frozen and api in ("graph", "arm"):
+            how = self.hold(600000, emu.release_gen)
+            if how == "closed":
+                entry["fault"] = "frozen"
+                emu.record(entry)
+                self.close_connection = True
+                return
+        fault = emu.take_fault(api, verb, path, raw_query, entry["mutating"])
+        if fault and fault.get("kind") == "hang":
+            entry["fault"] = "hang"
+            gen = emu.release_gen
+            executed = bool(fault.get("execute"))
+            if executed:
+                status, doc, headers, ctype = self.execute(api, verb, path, query, raw_body,
+                                                           parsed, entry)
+                entry["status"] = status
+            emu.record(entry)
+            if fault.get("freeze"):
+                with emu.log_lock:
+                    emu.frozen = True
+            how = self.hold(fault.get("delay_ms") or 600000, gen)
+            with emu.log_lock:
+                entry["held"] = how
+            if how == "closed":
+                self.close_connection = True
+                return
+            if not executed:
+                status, doc, headers, ctype = self.execute(api, verb, path, query, raw_body,
+                                                           parsed, entry)
+                with emu.log_lock:
+                    entry["status"] = status
+            return self.send_answer(verb, status, doc, headers, ctype)
         if fault:
             entry["fault"] = fault.get("kind") or "status"
             if entry["fault"] == "slow":
@@ -2204,6 +2280,9 @@ class ApiHandler(EmulatorHandler):
             if entry["fault"] == "truncated":
                 return self.send_truncated(status, doc, ctype)
             return self.fault_reply(api, fault, entry)
+        self.send_answer(verb, status, doc, headers, ctype)
+
+    def send_answer(self, verb, status, doc, headers, ctype):
         if verb == "HEAD":
             doc = None
         if isinstance(doc, str):
@@ -2583,6 +2662,9 @@ class ApiHandler(EmulatorHandler):
         if action == "reset":
             emu.reset()
             return {"ok": True}
+        if action == "release":
+            emu.release()
+            return {"ok": True}
         if action == "inject":
             f = {"kind": req.get("kind") or "status", "method": req.get("method"),
                  "path_regex": req.get("path_regex"), "count": int(req.get("count") or 1),
@@ -2590,8 +2672,18 @@ class ApiHandler(EmulatorHandler):
                  "message": req.get("message"), "retry_after": req.get("retry_after"),
                  "delay_ms": req.get("delay_ms"),
                  "execute": bool(req.get("execute", req.get("kind") == "truncated"))}
-            if f["kind"] not in ("status", "reset", "truncated", "invalid-json", "slow"):
+            if f["kind"] not in ("status", "reset", "truncated", "invalid-json", "slow",
+                                 "hang"):
                 raise ControlError("unknown fault kind %r" % f["kind"])
+            ordinal = int(req.get("ordinal") or 1)
+            if ordinal < 1:
+                raise ControlError("ordinal must be 1 or more")
+            if ordinal > 1:
+                f["skip"] = ordinal - 1
+            if req.get("mutating") is not None:
+                f["mutating"] = bool(req["mutating"])
+            if req.get("freeze"):
+                f["freeze"] = True
             if f["path_regex"]:
                 try:
                     re.compile(f["path_regex"])

@@ -74,7 +74,14 @@ The yielded object has:
                     (ARM) / serviceNotAvailable (Graph); optional Retry-After), reset,
                     truncated, invalid-json, slow (delay_ms, then served normally);
                     execute=True runs the request before the fault (default only for
-                    truncated)
+                    truncated). ordinal=N: only the N-th matching request gets it (the
+                    ones before pass); mutating=True/False: match only mutating / read
+                    requests. kind "hang": hold the answer (execute=True: after running the
+                    request) until the client closes the connection, .release() or
+                    delay_ms (default 600 s); freeze=True also holds every later Graph/ARM
+                    request unexecuted from then on (logged with fault "frozen" when its
+                    client goes away)
+  .release()        ends every hold and freeze now
   .state()          full state dump (no secrets): applications (with their
                     federatedIdentityCredentials), servicePrincipals, roleDefinitions
                     (custom), roleAssignments, resourceGroups, lag counters, config, faults
@@ -306,13 +313,24 @@ class Azure:
         self._control("clear_requests")
 
     def inject(self, method=None, path_regex=None, count=1, status=None, code=None,
-               message=None, retry_after=None, kind="status", delay_ms=None, execute=None):
+               message=None, retry_after=None, kind="status", delay_ms=None, execute=None,
+               ordinal=None, mutating=None, freeze=None):
         doc = {"method": method, "path_regex": path_regex, "count": count, "status": status,
                "code": code, "message": message, "retry_after": retry_after, "kind": kind,
                "delay_ms": delay_ms}
         if execute is not None:
             doc["execute"] = bool(execute)
+        if ordinal is not None:
+            doc["ordinal"] = int(ordinal)
+        if mutating is not None:
+            doc["mutating"] = bool(mutating)
+        if freeze:
+            doc["freeze"] = True
         return self._control("inject", doc)
+
+    def release(self):
+        """Ends every hold and freeze (kind "hang") now."""
+        return self._control("release")
 
     def state(self):
         return self._control("state", method="GET")

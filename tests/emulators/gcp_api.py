@@ -28,6 +28,16 @@ bundled Python, a long-lived subprocess): an unknown path gets Google's 404 page
 field or a value of the wrong type Google's 400 INVALID_ARGUMENT, and the request log
 records the violation. Secrets (private keys, tokens, JWT assertions) never reach the log,
 stdout or stderr. Python 3 standard library plus `cryptography` (Debian's python3).
+
+Faults (control "inject", see gcp_harness.py): method / path_regex select the requests, count
+how many get the fault; ordinal=N gives it to the N-th matching request only (the N-1 before it
+pass untouched); mutating=true/false matches only mutating / read requests. Kind "hang" (API
+requests only, never /token or the metadata server): the answer is held (execute=true: after
+the request ran) until the client closes the connection, control "release", or delay_ms
+(default 600000) pass; a client still there then gets the normal answer. freeze=true (with
+hang): once held, every later API request waits unexecuted too, until "release" (then it runs)
+or its client goes away (then it never runs; logged with fault "frozen", status null). The
+hang's log entry is written before the hold and gets "held": closed|released|timeout after.
 """
 import argparse
 import base64
@@ -37,6 +47,7 @@ import json
 import os
 import queue
 import re
+import select
 import socket
 import struct
 import subprocess
@@ -1530,6 +1541,8 @@ class Emulator:
         self.log = []
         self.seq = 0
         self.faults = []
+        self.frozen = False      # a freeze-hang holds every later API request
+        self.release_gen = 0     # bumped by control "release": every hold ends
         self.tokens = {}  # access token -> {"email", "exp", "scopes", "source"}
         self.apis = {"iam": IamApi(), "serviceusage": ServiceUsageApi(), "crm": CrmApi()}
         self.admin_material = new_key_material()
@@ -1601,6 +1614,12 @@ class Emulator:
             self.faults = []
             admin = self.state.admin.email
             self.tokens = {t: v for t, v in self.tokens.items() if v["email"] == admin}
+        self.release()
+
+    def release(self):
+        with self.log_lock:
+            self.frozen = False
+            self.release_gen += 1
 
     def issue_token(self, email, scopes, source, ttl=None):
         tok = "ya29.c.emu-" + b64url(os.urandom(48))
@@ -1619,7 +1638,7 @@ class Emulator:
             sys.stderr.write("gcp_api: %s\n" % json.dumps(
                 {k: v for k, v in entry.items() if k != "body"}))
 
-    def take_fault(self, verb, method_id, full_path):
+    def take_fault(self, verb, method_id, full_path, mutating=None, holdable=True):
         with self.log_lock:
             for f in self.faults:
                 m = f.get("method")
@@ -1630,6 +1649,14 @@ class Emulator:
                     elif not (method_id or "").endswith(m):
                         continue
                 if f.get("path_regex") and not re.search(f["path_regex"], full_path):
+                    continue
+                if f.get("mutating") is not None and mutating is not None and \
+                        bool(f["mutating"]) != bool(mutating):
+                    continue
+                if f.get("kind") == "hang" and not holdable:
+                    continue
+                if f.get("skip", 0) > 0:  # ordinal: not this one yet
+                    f["skip"] -= 1
                     continue
                 f["count"] -= 1
                 if f["count"] <= 0:
@@ -1803,6 +1830,26 @@ class ApiHandler(EmulatorHandler):
             return True
         return False
 
+    def peer_closed(self):
+        try:
+            r, _w, _x = select.select([self.connection], [], [], 0.05)
+            if not r:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def hold(self, max_ms, gen):
+        """-> "closed" (the client went away), "released" (control release) or "timeout"."""
+        deadline = time.monotonic() + max_ms / 1000.0
+        while True:
+            if self.emu.release_gen != gen:
+                return "released"
+            if self.peer_closed():
+                return "closed"
+            if time.monotonic() >= deadline:
+                return "timeout"
+
     def send_truncated(self, code, doc):
         body = (json.dumps(doc, indent=2) + "\n").encode()
         self.send_response(code)
@@ -1881,7 +1928,40 @@ class ApiHandler(EmulatorHandler):
                                   "text/html; charset=UTF-8")
         if raw_body and "application/json" not in (self.headers.get("Content-Type") or ""):
             entry["violations"].append("request body without Content-Type: application/json")
-        fault = emu.take_fault(verb, entry["method_id"], entry["path"])
+        if emu.frozen:
+            how = self.hold(600000, emu.release_gen)
+            if how == "closed":
+                entry["fault"] = "frozen"
+                emu.record(entry)
+                self.close_connection = True
+                return
+        fault = emu.take_fault(verb, entry["method_id"], entry["path"], entry["mutating"])
+        if fault and fault.get("kind") == "hang":
+            entry["fault"] = "hang"
+            gen = emu.release_gen
+            executed = bool(fault.get("execute"))
+            if executed:
+                status, doc, headers = self.execute(api, handler_api, route, groups, verb, rel,
+                                                    query, parsed, verdict, entry)
+                entry["status"] = status
+                if status >= 400:
+                    entry["rpc"] = doc.get("error", {}).get("status")
+            emu.record(entry)
+            if fault.get("freeze"):
+                with emu.log_lock:
+                    emu.frozen = True
+            how = self.hold(fault.get("delay_ms") or 600000, gen)
+            with emu.log_lock:
+                entry["held"] = how
+            if how == "closed":
+                self.close_connection = True
+                return
+            if not executed:
+                status, doc, headers = self.execute(api, handler_api, route, groups, verb, rel,
+                                                    query, parsed, verdict, entry)
+                with emu.log_lock:
+                    entry["status"] = status
+            return self.send_json(status, doc, headers)
         if fault:
             entry["fault"] = fault.get("kind") or "status"
             if fault.get("kind") == "slow":
@@ -1959,7 +2039,7 @@ class ApiHandler(EmulatorHandler):
                  "violations": [], "principal": None, "fault": None}
         if emu.delay_ms:
             time.sleep(emu.delay_ms / 1000.0)
-        fault = emu.take_fault(self.command, "oauth2.token", "/token")
+        fault = emu.take_fault(self.command, "oauth2.token", "/token", False, holdable=False)
         if fault and fault.get("kind") != "slow":
             entry["fault"] = fault.get("kind") or "status"
             entry["status"] = fault.get("status")
@@ -2104,6 +2184,9 @@ class ApiHandler(EmulatorHandler):
         if action == "reset":
             emu.reset()
             return {"ok": True}
+        if action == "release":
+            emu.release()
+            return {"ok": True}
         if action == "inject":
             f = {"kind": req.get("kind") or "status", "method": req.get("method"),
                  "path_regex": req.get("path_regex"), "count": int(req.get("count") or 1),
@@ -2111,8 +2194,18 @@ class ApiHandler(EmulatorHandler):
                  "message": req.get("message"), "retry_after": req.get("retry_after"),
                  "delay_ms": req.get("delay_ms"),
                  "execute": bool(req.get("execute", req.get("kind") == "truncated"))}
-            if f["kind"] not in ("status", "reset", "truncated", "invalid-json", "slow"):
+            if f["kind"] not in ("status", "reset", "truncated", "invalid-json", "slow",
+                                 "hang"):
                 raise ControlError("unknown fault kind %r" % f["kind"])
+            ordinal = int(req.get("ordinal") or 1)
+            if ordinal < 1:
+                raise ControlError("ordinal must be 1 or more")
+            if ordinal > 1:
+                f["skip"] = ordinal - 1
+            if req.get("mutating") is not None:
+                f["mutating"] = bool(req["mutating"])
+            if req.get("freeze"):
+                f["freeze"] = True
             if f["kind"] == "status" and not f["rpc"]:
                 f["rpc"] = "UNAVAILABLE"
             if f["kind"] == "status" and f["status"] is None:
@@ -2271,7 +2364,7 @@ class MetadataHandler(EmulatorHandler):
         if self.headers.get("Metadata-Flavor") != "Google":
             entry["violations"].append("no Metadata-Flavor: Google header")
             return done(403, "Missing Metadata-Flavor:Google header.\n", "text/html")
-        fault = emu.take_fault("GET", entry["method_id"], path)
+        fault = emu.take_fault("GET", entry["method_id"], path, False, holdable=False)
         if fault and fault.get("kind") != "slow":
             entry["fault"] = fault.get("kind") or "status"
             if entry["fault"] == "status":

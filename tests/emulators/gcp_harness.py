@@ -45,8 +45,15 @@ The yielded object has:
                     code, optional Retry-After header); method is an HTTP verb
                     (upper case) or a method id suffix ("serviceAccounts.create",
                     "oauth2.token", "metadata.token"); kind status|reset|truncated|
-                    invalid-json|slow; execute=True runs the request before the fault
-                    (default only for truncated)
+                    invalid-json|slow|hang; execute=True runs the request before the fault
+                    (default only for truncated). ordinal=N: only the N-th matching request
+                    gets it (the ones before pass); mutating=True/False: match only
+                    mutating / read requests. kind "hang" (API requests only): hold the
+                    answer (execute=True: after running the request) until the client
+                    closes the connection, .release() or delay_ms (default 600 s);
+                    freeze=True also holds every later API request unexecuted from then on
+                    (logged with fault "frozen" when its client goes away)
+  .release()        ends every hold and freeze now
   .state()          full state dump (no secrets)
   drift and knobs:  .disable_service(name) .enable_service(name)
                     .set_role_permissions(role_id, perms) .set_role(role_id, **fields)
@@ -233,13 +240,24 @@ class Gcp:
         self._control("clear_requests")
 
     def inject(self, method=None, path_regex=None, count=1, status=None, rpc=None,
-               message=None, retry_after=None, kind="status", delay_ms=None, execute=None):
+               message=None, retry_after=None, kind="status", delay_ms=None, execute=None,
+               ordinal=None, mutating=None, freeze=None):
         doc = {"method": method, "path_regex": path_regex, "count": count, "status": status,
                "rpc": rpc, "message": message, "retry_after": retry_after, "kind": kind,
                "delay_ms": delay_ms}
         if execute is not None:
             doc["execute"] = bool(execute)
+        if ordinal is not None:
+            doc["ordinal"] = int(ordinal)
+        if mutating is not None:
+            doc["mutating"] = bool(mutating)
+        if freeze:
+            doc["freeze"] = True
         return self._control("inject", doc)
+
+    def release(self):
+        """Ends every hold and freeze (kind "hang") now."""
+        return self._control("release")
 
     def state(self):
         return self._control("state", method="GET")

@@ -32,8 +32,14 @@ The yielded object has:
   .requests()       the proxy's log: dicts with seq, action, service, params (secrets
                     redacted), status, code, violations, fault, paginated, scope
   .violations()     the logged requests that had violations
-  .inject(action=None, count=1, status=503, code="ServiceUnavailable", message=...)
-                    the next `count` requests (of `action`, if given) get that error answer
+  .inject(action=None, count=1, status=503, code="ServiceUnavailable", message=...,
+          kind=None, execute=None, retry_after=None, delay_ms=None, ordinal=None,
+          mutating=None, freeze=None)
+                    the next `count` requests (of `action`, if given; an exact name or a
+                    regex) get that error answer; kind reset|truncated|invalid-xml|slow|hang,
+                    execute, retry_after, ordinal (only the N-th match), mutating and freeze
+                    as in aws_model_proxy.py's docstring
+  .release()        ends every hold and freeze (kind hang) now
   .set_delay(ms)    latency added by the proxy from now on
   .reset()          moto forgets everything (POST /moto-api/reset); the log is kept
   .log()            moto's and the proxy's stderr, for failure messages
@@ -214,10 +220,19 @@ class Moto:
             return json.loads(r.read())
 
     def inject(self, action=None, count=1, status=503, code="ServiceUnavailable",
-               message="injected by the proxy"):
-        return self._control("/__proxy__/faults", {"action": action, "count": count,
-                                                   "status": status, "code": code,
-                                                   "message": message})
+               message="injected by the proxy", kind=None, execute=None, retry_after=None,
+               delay_ms=None, ordinal=None, mutating=None, freeze=None):
+        doc = {"action": action, "count": count, "status": status, "code": code,
+               "message": message}
+        for k, v in (("kind", kind), ("execute", execute), ("retry_after", retry_after),
+                     ("delay_ms", delay_ms), ("ordinal", ordinal), ("mutating", mutating),
+                     ("freeze", freeze)):
+            if v is not None:
+                doc[k] = v
+        return self._control("/__proxy__/faults", doc)
+
+    def release(self):
+        return self._control("/__proxy__/release", {})
 
     def set_delay(self, ms):
         return self._control("/__proxy__/config", {"delay_ms": int(ms)})

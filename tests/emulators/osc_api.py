@@ -118,6 +118,15 @@ then the connection closes; executes the request first by default), "invalid-jso
 malformed JSON body with the given status, default 200), "slow" (delay_ms, then served
 normally). execute=True runs the request before answering with the fault. A global delay
 knob (delay_ms) applies to every API request.
+Fault selection and holds (additive): ordinal=N applies the fault to the N-th matching request
+only (the N-1 before it pass untouched); mutating=true/false matches only mutating / read
+requests. Kind "hang" holds the answer (after running the request with execute=True) until the
+client closes the connection, control "release" is called, or delay_ms (default 600000) pass;
+a client still there then gets the normal answer (the request runs then if it had not).
+freeze=True (with hang): once that request is held, every later API request waits unexecuted
+too, until "release" (then it runs) or its client goes away (then it never runs; logged with
+fault "frozen", status null). The hang's log entry is written before the hold, with "held"
+set to "closed", "released" or "timeout" when it ends.
 
 Secrets (secret keys, SecretKey values) never reach the request log, the state dump, stdout or
 stderr; the root secret is only in DIR/root.json (0600).
@@ -131,6 +140,7 @@ import json
 import os
 import re
 import secrets
+import select
 import socket
 import struct
 import sys
@@ -478,6 +488,8 @@ class Emulator:
         self.log = []
         self.seq = 0
         self.faults = []
+        self.frozen = False      # a freeze-hang holds every later API request
+        self.release_gen = 0     # bumped by control "release": every hold ends
 
     def write_files(self):
         write_atomic(os.path.join(self.state_dir, "root.json"), json.dumps({
@@ -493,6 +505,12 @@ class Emulator:
                                self.args.max_key_expiration_seconds)
         with self.log_lock:
             self.faults = []
+        self.release()
+
+    def release(self):
+        with self.log_lock:
+            self.frozen = False
+            self.release_gen += 1
 
     def record(self, entry):
         with self.log_lock:
@@ -505,7 +523,7 @@ class Emulator:
                 {k: v for k, v in entry.items() if k != "body"}))
             sys.stderr.flush()
 
-    def take_fault(self, action):
+    def take_fault(self, action, mutating=None):
         with self.log_lock:
             for f in self.faults:
                 want = f.get("action")
@@ -516,6 +534,12 @@ class Emulator:
                                 continue
                         except re.error:
                             continue
+                if f.get("mutating") is not None and mutating is not None and \
+                        bool(f["mutating"]) != bool(mutating):
+                    continue
+                if f.get("skip", 0) > 0:  # ordinal: not this one yet
+                    f["skip"] -= 1
+                    continue
                 f["count"] -= 1
                 if f["count"] <= 0:
                     self.faults.remove(f)
@@ -1096,6 +1120,30 @@ class ApiHandler(EmulatorHandler):
         self.wfile.flush()
         self.reset_connection()
 
+    def peer_closed(self):
+        try:
+            r, _w, _x = select.select([self.connection], [], [], 0.05)
+            if not r:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def hold(self, max_ms, gen):
+        """-> "closed" (the client went away), "released" (control release) or "timeout"."""
+        deadline = time.monotonic() + max_ms / 1000.0
+        while True:
+            if self.emu.release_gen != gen:
+                return "released"
+            if self.peer_closed():
+                return "closed"
+            if time.monotonic() >= deadline:
+                return "timeout"
+
+    def set_held(self, entry, how):
+        with self.emu.log_lock:
+            entry["held"] = how
+
     def fault_reply(self, fault, entry):
         kind = fault["kind"]
         if kind == "reset":
@@ -1170,7 +1218,35 @@ class ApiHandler(EmulatorHandler):
         emu = self.emu
         if emu.delay_ms:
             time.sleep(emu.delay_ms / 1000.0)
-        fault = emu.take_fault(entry["action"]) if m else None
+        if m and emu.frozen:
+            how = self.hold(600000, emu.release_gen)
+            if how == "closed":
+                entry["fault"] = "frozen"
+                emu.record(entry)
+                self.close_connection = True
+                return
+        fault = emu.take_fault(entry["action"], entry["mutating"]) if m else None
+        if fault and fault["kind"] == "hang":
+            entry["fault"] = "hang"
+            gen = emu.release_gen
+            executed = bool(fault.get("execute"))
+            if executed:
+                status, doc = self.execute(m, path, parts.query, raw, parsed, entry)
+                entry["status"] = status
+            emu.record(entry)
+            if fault.get("freeze"):
+                with emu.log_lock:
+                    emu.frozen = True
+            how = self.hold(fault.get("delay_ms") or 600000, gen)
+            self.set_held(entry, how)
+            if how == "closed":
+                self.close_connection = True
+                return
+            if not executed:
+                status, doc = self.execute(m, path, parts.query, raw, parsed, entry)
+                with emu.log_lock:
+                    entry["status"] = status
+            return self.send_json(status, doc)
         if fault:
             entry["fault"] = fault["kind"]
             if fault["kind"] == "slow":
@@ -1400,15 +1476,28 @@ class ApiHandler(EmulatorHandler):
         if action == "reset":
             emu.reset()
             return {"ok": True}
+        if action == "release":
+            emu.release()
+            return {"ok": True}
         if action == "inject":
             kind = req.get("kind") or "status"
-            if kind not in ("status", "throttle", "reset", "truncated", "invalid-json", "slow"):
+            if kind not in ("status", "throttle", "reset", "truncated", "invalid-json", "slow",
+                            "hang"):
                 raise ControlError("unknown fault kind %r" % kind)
+            ordinal = int(req.get("ordinal") or 1)
+            if ordinal < 1:
+                raise ControlError("ordinal must be 1 or more")
             f = {"kind": kind, "action": req.get("action"), "count": int(req.get("count") or 1),
                  "status": req.get("status"), "code": req.get("code"), "type": req.get("type"),
                  "details": req.get("details"), "retry_after": req.get("retry_after"),
                  "delay_ms": req.get("delay_ms"),
                  "execute": bool(req.get("execute", kind == "truncated"))}
+            if ordinal > 1:
+                f["skip"] = ordinal - 1
+            if req.get("mutating") is not None:
+                f["mutating"] = bool(req["mutating"])
+            if req.get("freeze"):
+                f["freeze"] = True
             if f["action"]:
                 try:
                     re.compile(f["action"])

@@ -61,7 +61,14 @@ The yielded object has:
                     status default 503, type/code by status), throttle (503
                     RequestLimitExceeded, code 6), reset (connection reset), truncated (half
                     the body; runs the request first), invalid-json, slow (delay_ms then
-                    served). execute=True runs the request before answering with the fault
+                    served). execute=True runs the request before answering with the fault.
+                    ordinal=N: only the N-th matching request gets it (the ones before pass);
+                    mutating=True/False: match only mutating / read requests. kind "hang":
+                    hold the answer (execute=True: after running the request) until the
+                    client closes the connection, .release() or delay_ms (default 600 s);
+                    freeze=True also holds every later API request unexecuted from then on
+                    (logged with fault "frozen" when its client goes away)
+  .release()        ends every hold and freeze now
   .state()          full dump (no secret keys): account_id, region, root_access_key, users,
                     policies (with Versions and Document = the parsed default version),
                     links {user: [orn]}, access_keys (with UserName; None = root),
@@ -285,13 +292,23 @@ class Osc:
         self._control("clear_requests")
 
     def inject(self, action=None, kind="status", count=1, status=None, code=None, type=None,
-               details=None, retry_after=None, delay_ms=None, execute=None):
+               details=None, retry_after=None, delay_ms=None, execute=None, ordinal=None,
+               mutating=None, freeze=None):
         doc = {"action": action, "kind": kind, "count": count, "status": status, "code": code,
                "type": type, "details": details, "retry_after": retry_after,
                "delay_ms": delay_ms}
         if execute is not None:
             doc["execute"] = bool(execute)
+        if ordinal is not None:
+            doc["ordinal"] = int(ordinal)
+        if mutating is not None:
+            doc["mutating"] = bool(mutating)
+        if freeze:
+            doc["freeze"] = True
         return self._control("inject", doc)
+
+    def release(self):
+        return self._control("release")
 
     def state(self):
         return self._control("state", method="GET")
