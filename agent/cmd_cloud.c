@@ -2,6 +2,10 @@
  * it acts on. */
 #include "cmd.h"
 
+#include "cg_http.h"
+#include "cg_util.h"
+
+#include <stdlib.h>
 #include <string.h>
 
 int cmd_base_open(struct cmd_base *b, uv_loop_t *loop, const struct cg_options *o,
@@ -11,6 +15,22 @@ int cmd_base_open(struct cmd_base *b, uv_loop_t *loop, const struct cg_options *
     int rc = cg_session_open_on(&b->s, loop, o, getenv_fn, err);
     if (rc < 0) {
         return cg_err_wrap(err, "cannot load the Kubernetes configuration");
+    }
+    if (o->cloud_ca != NULL) {
+        /* a private CA for every cloud API (a TLS-inspecting proxy, a private cloud); the
+         * Kubernetes API and the report endpoint keep their own */
+        char *pem = NULL;
+        size_t len = 0;
+        rc = cg_file_read(o->cloud_ca, 1 << 20, &pem, &len, err);
+        if (rc == 0) {
+            rc = cg_http_set_default_ca(b->s.http, pem, len, err);
+        }
+        free(pem);
+        if (rc < 0) {
+            cg_err_wrap(err, "--cloud-ca");
+            cg_session_close(&b->s);
+            return CG_EINVAL;
+        }
     }
     struct cg_identity_opts io = {
         .provider = o->provider,

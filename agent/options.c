@@ -73,6 +73,8 @@ static const struct opt_def opts[] = {
      "the platform's endpoint that receives reports (token: $CLOUDGRANT_REPORT_TOKEN)", NULL},
     {"report-token-file", 0, OPT_STRING, OFF(report_token_file), "FILE",
      "file holding the report bearer token", NULL},
+    {"cloud-ca", 0, OPT_STRING, OFF(cloud_ca), "FILE",
+     "CA bundle (PEM) trusted for the cloud APIs instead of the system store", NULL},
     {"report-ca", 0, OPT_STRING, OFF(report_ca), "FILE",
      "CA bundle that signs the report endpoint's certificate", NULL},
     {"allow-insecure-report", 0, OPT_BOOL, OFF(allow_insecure_report), NULL,

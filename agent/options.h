@@ -47,6 +47,7 @@ struct cg_options {
     const char *report_url;
     const char *report_token_file;
     const char *report_ca;
+    const char *cloud_ca; /* CA bundle for the cloud APIs; NULL: the system store */
     int allow_insecure_report;
     const char *seal_key; /* PEM text or a file holding it */
     const char *trust_principal_url;

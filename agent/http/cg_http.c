@@ -75,6 +75,8 @@ struct cg_http {
     int sock_failures; /* a socket could not be watched; see reap_sock_failures */
     uint64_t rng;
     struct cg_http_stats stats;
+    char *default_ca; /* trust anchors of requests that set none; NULL: the system store */
+    size_t default_ca_len;
 };
 
 struct hdr {
@@ -846,11 +848,17 @@ static int on_debug(CURL *easy, curl_infotype type, char *data, size_t size, voi
 
 /* ---- uv handles owned by the engine ----------------------------------------------------- */
 
+static void engine_free(struct cg_http *h)
+{
+    free(h->default_ca);
+    free(h);
+}
+
 static void handle_closed(struct cg_http *h)
 {
     h->nhandles--;
     if (h->closing && h->nhandles == 0) {
-        free(h);
+        engine_free(h);
     }
 }
 
@@ -1224,8 +1232,14 @@ static int easy_setup(struct cg_http_req *req, long attempt_ms, struct cg_err *e
 
     /* PEM blobs in memory, not copied by curl (CURL_BLOB_NOCOPY): the request outlives the
      * easy handle, and the key then lives only in memory that we wipe. */
-    if (req->ca != NULL) {
-        struct curl_blob b = {req->ca, req->ca_len, CURL_BLOB_NOCOPY};
+    const char *ca = req->ca;
+    size_t ca_len = req->ca_len;
+    if (ca == NULL && req->h != NULL && req->h->default_ca != NULL) {
+        ca = req->h->default_ca;
+        ca_len = req->h->default_ca_len;
+    }
+    if (ca != NULL) {
+        struct curl_blob b = {(void *)ca, ca_len, CURL_BLOB_NOCOPY};
         SETOPT(CURLOPT_CAINFO_BLOB, &b);
         /* the configured CA is the only trust anchor: drop curl's built-in bundle and path */
         SETOPT(CURLOPT_CAINFO, (char *)NULL);
@@ -1777,6 +1791,22 @@ int cg_http_after(struct cg_http *h, long ms, cg_http_timer_cb *cb, void *data)
         return CG_ECANCELED;
     }
     return timer_new(h, ms, cb, data) != NULL ? 0 : CG_ENOMEM;
+}
+
+int cg_http_set_default_ca(struct cg_http *h, const char *pem, size_t len, struct cg_err *err)
+{
+    char *copy = NULL;
+    if (pem != NULL) {
+        if (len == 0 || (copy = malloc(len)) == NULL) {
+            return cg_err_set(err, len ? CG_ENOMEM : CG_EINVAL,
+                              len ? "out of memory" : "empty CA bundle");
+        }
+        memcpy(copy, pem, len);
+    }
+    free(h->default_ca);
+    h->default_ca = copy;
+    h->default_ca_len = copy ? len : 0;
+    return 0;
 }
 
 int cg_http_run(struct cg_http *h)

@@ -115,6 +115,11 @@ char *cg_http_req_take_body(struct cg_http_req *req, size_t *len);
 typedef void cg_http_timer_cb(void *data, int canceled);
 int cg_http_after(struct cg_http *h, long ms, cg_http_timer_cb *cb, void *data);
 
+/* Trust anchors (PEM, copied) for the requests that bring none of their own: the cloud APIs,
+ * whose endpoints a TLS-inspecting proxy or a private cloud may serve with a private CA. They
+ * replace the system store for those requests, as a request's own CA does. NULL: back to the
+ * system store. CG_EINVAL for an empty bundle. */
+int cg_http_set_default_ca(struct cg_http *h, const char *pem, size_t len, struct cg_err *err);
 /* Runs the loop until no request or timer is pending. For commands that submit a batch and
  * wait; never called from inside a callback. */
 int cg_http_run(struct cg_http *h);
