@@ -63,7 +63,6 @@ struct osc_api {
     size_t cert_len;
     char *key_pem; /* secret */
     size_t key_len;
-    int insecure_skip_verify;
     long timeout_ms;
     long consistency_ms;
     long poll_ms;
@@ -402,7 +401,6 @@ int osc_api_new(struct osc_api **out, struct cg_http *h, const struct osc_creden
     if (c->poll_ms > MAX_WAIT_MS) {
         c->poll_ms = MAX_WAIT_MS;
     }
-    c->insecure_skip_verify = cfg->insecure_skip_verify != 0;
     c->now = cfg->now;
     c->rng = cloud__rng_seed(c);
     c->endpoint = strdup(creds->endpoint_api);
@@ -674,12 +672,11 @@ static int submit(struct ocall *q, struct cg_err *err)
     if (rc == 0) {
         rc = cg_http_req_set_label(req, label);
     }
-    if (rc == 0 && (c->cert_pem != NULL || c->insecure_skip_verify)) {
+    if (rc == 0 && c->cert_pem != NULL) {
         struct cg_tls tls = {.cert_pem = c->cert_pem,
                              .cert_len = c->cert_len,
                              .key_pem = c->key_pem,
-                             .key_len = c->key_len,
-                             .insecure_skip_verify = c->insecure_skip_verify};
+                             .key_len = c->key_len};
         rc = cg_http_req_set_tls(req, &tls);
     }
     if (rc < 0) {

@@ -33,8 +33,7 @@ struct osc_api_config {
     long poll_ms;            /* first wait between consistency retries (doubling, with jitter,
                                 capped at 5 s); 0 = 500 ms */
     int allow_insecure_http; /* http:// to a non-loopback endpoint */
-    int insecure_skip_verify; /* only when the user asked for it */
-    int64_t (*now)(void);     /* signing clock, epoch seconds; NULL = time(2) */
+    int64_t (*now)(void);    /* signing clock, epoch seconds; NULL = time(2) */
 };
 
 /* Copies what it needs from creds (secrets wiped on free). Borrows h. CG_EINVAL for an
