@@ -154,8 +154,12 @@ static int read_services(struct run *r)
     int rc = 0;
     for (size_t c = 0; c < nslots; c++) {
         if (slots[c].err.code != 0) {
-            if (r->o->mode == RC_MODE_PLAN || r->o->mode == RC_MODE_CHECK) {
-                /* e.g. Service Usage itself disabled: everything reads as not enabled */
+            int api_answer = slots[c].err.code == CG_EAUTH || slots[c].err.code == CG_ESTATUS ||
+                             slots[c].err.code == CG_ENOTFOUND;
+            if (api_answer && (r->o->mode == RC_MODE_PLAN || r->o->mode == RC_MODE_CHECK)) {
+                /* e.g. Service Usage itself disabled: everything reads as not enabled. Only an
+                 * answer of the API says so; a network or TLS failure says nothing about the
+                 * project, and reading it as "disabled" would report drift that is not there. */
                 r->svc_unknown = 1;
                 CG_LOG(CG_LOG_WARN, "gcp", "%s", slots[c].err.msg);
             } else if (rc == 0) {
