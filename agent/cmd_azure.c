@@ -74,6 +74,13 @@ static int read_cluster_group(struct azure_ctx *c, struct cg_err *err)
         return rc;
     }
     cg_http_run(c->b->s.http);
+    if (rr.err.code != 0 && id->name == NULL && c->o->cluster_name == NULL) {
+        /* the profile's names need the cluster's name, and this was the only way to learn it:
+         * the real cause beats a later "needs {{cluster.name}}" */
+        *err = rr.err;
+        return cg_err_wrap(err, "cannot name the AKS cluster (pass --cluster-name, or fix "
+                                "this)");
+    }
     if (rr.err.code != 0) {
         /* without it only the subscription scope works; say so, do not fail here */
         CG_LOG(CG_LOG_WARN, "azure", "%s", rr.err.msg);
