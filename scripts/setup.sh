@@ -15,6 +15,8 @@ packages=(
     libcmocka-dev clang-14 libclang-rt-14-dev
     python3 python3-venv openssl curl ca-certificates
     unzip
+    # one end-to-end pass with the agent under memcheck (tests/e2e/valgrind.cmake)
+    valgrind
     # AWS references: botocore's signer and service models, awscli 2 as a second client
     awscli python3-botocore python3-regex
     # the central endpoint emulator validates every report against docs/report.schema.json
