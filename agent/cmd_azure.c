@@ -130,6 +130,13 @@ void cg_azure_identity_enrich(struct cmd_base *b, const struct cg_options *o,
     free(c.cluster_group);
 }
 
+static void on_prefetched(const char *access_token, const struct cg_err *err, void *data)
+{
+    (void)access_token;
+    (void)err;
+    (void)data;
+}
+
 static int setup(struct azure_ctx *c, struct cg_err *err)
 {
     const struct cg_options *o = c->o;
@@ -150,6 +157,11 @@ static int setup(struct azure_ctx *c, struct cg_err *err)
     struct azure_rest_config rcfg = {.getenv = ge, .allow_insecure_http = o->allow_insecure_http};
     rc = azure_rest_new(&c->api, c->b->s.http, c->auth, &rcfg, err);
     if (rc == 0) {
+        /* The reconcile's first call is to Graph: its token comes in alongside the ARM token
+         * and read below, instead of one round later (a failure here is the reconcile's to
+         * report, when it asks again). */
+        struct cg_err ignored = {0};
+        azure_auth_get_token(c->auth, AZURE_GRAPH, on_prefetched, NULL, &ignored);
         rc = read_cluster_group(c, err);
     }
     if (rc == 0) {
