@@ -978,7 +978,8 @@ static void submit_add_secret(struct run *r, struct slot *s, const char *app_obj
     char *path = cg_strfmt("v1.0/applications/%s/addPassword", app_object_id);
     char *label = cg_strfmt("add a client secret to '%s'", w->application.display_name);
     /* a new app may not be visible to addPassword yet */
-    submit(r, s, AZURE_API_GRAPH, "POST", path, body, NULL, label, AZURE_RETRY_NOT_FOUND);
+    submit(r, s, AZURE_API_GRAPH, "POST", path, body, NULL, label,
+           AZURE_RETRY_NOT_FOUND | AZURE_SEND_ONCE);
     json_decref(body);
     free(dn);
     free(path);

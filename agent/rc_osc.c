@@ -435,7 +435,8 @@ static void submit_add_key(struct run *r, struct slot *s, long max_key_seconds)
 {
     /* a user just made may not be visible to this call yet */
     submit(r, s, "CreateAccessKey", key_body(r, max_key_seconds), NULL,
-           cg_strfmt("create an access key for user '%s'", r->w->user_name), OSC_RETRY_NOT_FOUND);
+           cg_strfmt("create an access key for user '%s'", r->w->user_name),
+           OSC_RETRY_NOT_FOUND | OSC_SEND_ONCE);
 }
 
 /* Takes the new key out of a CreateAccessKey answer (and wipes it there). */

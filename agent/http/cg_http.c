@@ -122,6 +122,7 @@ struct cg_http_req {
     long attempt_ms; /* 0: same as total */
     long connect_ms;
     int max_attempts;
+    int send_once; /* not idempotent: see cg_http_req_set_send_once */
     size_t max_body;
     void *user_data;
     cg_http_sign_cb *sign;
@@ -562,6 +563,11 @@ void cg_http_req_set_connect_timeout(struct cg_http_req *req, long ms)
 void cg_http_req_set_max_attempts(struct cg_http_req *req, int n)
 {
     req->max_attempts = n < 1 ? 1 : n > MAX_ATTEMPTS ? MAX_ATTEMPTS : n;
+}
+
+void cg_http_req_set_send_once(struct cg_http_req *req)
+{
+    req->send_once = 1;
 }
 
 void cg_http_req_set_max_body(struct cg_http_req *req, size_t bytes)
@@ -1497,7 +1503,10 @@ static void transport_failed(struct cg_http_req *req, CURLcode res, long os_errn
 {
     int timeout = res == CURLE_OPERATION_TIMEDOUT;
     enum timeout_kind kind = timeout ? timeout_kind(req) : TIMEOUT_CONNECT;
-    if (transient(res) && !(timeout && kind == TIMEOUT_DEADLINE) && schedule_retry(req, -1)) {
+    /* Only a connection that never opened proves the server did not act on the request. */
+    int unsent = res == CURLE_COULDNT_CONNECT || (timeout && kind == TIMEOUT_CONNECT);
+    if (transient(res) && !(timeout && kind == TIMEOUT_DEADLINE) && (!req->send_once || unsent) &&
+        schedule_retry(req, -1)) {
         return;
     }
     if (req->last.status > 0) {

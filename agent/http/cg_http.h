@@ -68,11 +68,17 @@ int cg_http_req_set_header(struct cg_http_req *req, const char *name, const char
 int cg_http_req_body_copy(struct cg_http_req *req, const void *body, size_t len);
 int cg_http_req_body_take(struct cg_http_req *req, char *body, size_t len); /* owns body now */
 int cg_http_req_set_tls(struct cg_http_req *req, const struct cg_tls *tls);
-void cg_http_req_set_timeout(struct cg_http_req *req, long total_ms);      /* whole request, all
-                                                                             attempts; default 30 s */
-void cg_http_req_set_attempt_timeout(struct cg_http_req *req, long ms);    /* default = total */
-void cg_http_req_set_connect_timeout(struct cg_http_req *req, long ms);    /* default 10 s */
-void cg_http_req_set_max_attempts(struct cg_http_req *req, int n);         /* default 4; 1 = none */
+void cg_http_req_set_timeout(struct cg_http_req *req, long total_ms);   /* whole request, all
+                                                                          attempts; default 30 s */
+void cg_http_req_set_attempt_timeout(struct cg_http_req *req, long ms); /* default = total */
+void cg_http_req_set_connect_timeout(struct cg_http_req *req, long ms); /* default 10 s */
+void cg_http_req_set_max_attempts(struct cg_http_req *req, int n);      /* default 4; 1 = none */
+/* The request is not idempotent: its answer alone carries what it made (a new key's secret).
+ * A transport failure that may have come after the server got it (a reset, a cut or empty
+ * answer, a timeout once connected) ends it instead of sending it again, which would make a
+ * second key while the first is lost; a refused connection or a connect timeout is still
+ * retried, and so are error statuses. */
+void cg_http_req_set_send_once(struct cg_http_req *req);
 void cg_http_req_set_max_body(struct cg_http_req *req, size_t bytes);      /* default 8 MiB */
 int cg_http_req_set_proxy(struct cg_http_req *req, const char *proxy_url); /* else env */
 void cg_http_req_set_user_data(struct cg_http_req *req, void *data);

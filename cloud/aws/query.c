@@ -834,6 +834,11 @@ static int submit(struct qcall *q, struct cg_err *err)
     cg_http_req_set_timeout(req, (long)(q->deadline_ms - now));
     cg_http_req_set_sign(req, sign_hook, q);
     cg_http_req_set_retry_classifier(req, classify, q);
+    if (strcmp(q->action, "CreateAccessKey") == 0) {
+        /* the answer alone carries the new key's secret: never make a second one because the
+         * first answer was lost (cg_http_req_set_send_once) */
+        cg_http_req_set_send_once(req);
+    }
     rc = cg_http_submit(c->http, req, on_response, q, err);
     if (rc < 0) {
         cg_http_req_free(req);

@@ -55,7 +55,10 @@ struct azure_error {
 enum {
     AZURE_RETRY_NOT_FOUND = 1 << 0,   /* 404 (Graph Request_ResourceNotFound, ARM NotFound):
                                          an object just created is not yet visible here */
-    AZURE_RETRY_REPLICATION = 1 << 1, /* 400 PrincipalNotFound (ARM: a new service principal
+    AZURE_RETRY_REPLICATION = 1 << 1,
+    AZURE_SEND_ONCE = 1 << 2,         /* not idempotent (addPassword): a transport failure
+                                         after the request may have arrived is reported, not
+                                         retried (cg_http_req_set_send_once) */ /* 400 PrincipalNotFound (ARM: a new service principal
                                          not yet replicated), 400 whose message says "does
                                          not reference a valid application object"
                                          (Graph NoBackingApplicationObject) */

@@ -617,6 +617,9 @@ static int submit(struct rcall *q, struct cg_err *err)
     }
     cg_http_req_set_timeout(req, c->timeout_ms);
     cg_http_req_set_sign(req, sign_hook, q);
+    if (q->flags & AZURE_SEND_ONCE) {
+        cg_http_req_set_send_once(req);
+    }
     rc = cg_http_submit(c->http, req, on_response, q, err);
     if (rc < 0) {
         cg_http_req_free(req);

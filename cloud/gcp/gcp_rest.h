@@ -57,7 +57,10 @@ struct gcp_error {
 enum {
     GCP_RETRY_SERVICE_DISABLED = 1 << 0, /* 403 with reason SERVICE_DISABLED: an API just
                                             enabled is not yet usable */
-    GCP_RETRY_NOT_FOUND = 1 << 1,        /* 404, or 400 whose message says "does not exist":
+    GCP_RETRY_NOT_FOUND = 1 << 1,
+    GCP_SEND_ONCE = 1 << 2,              /* not idempotent (keys.create): a transport failure
+                                            after the request may have arrived is reported, not
+                                            retried (cg_http_req_set_send_once) */        /* 404, or 400 whose message says "does not exist":
                                             a new service account not yet visible */
 };
 

@@ -61,7 +61,10 @@ int osc_error_is_conflict(const struct osc_error *e);
 enum {
     OSC_RETRY_NOT_FOUND = 1 << 0, /* CG_ENOTFOUND: a user or policy just made is not yet
                                      visible to this call */
-    OSC_RETRY_CONFLICT = 1 << 1,  /* a conflict: a link or unlink still being applied (a
+    OSC_RETRY_CONFLICT = 1 << 1,
+    OSC_SEND_ONCE = 1 << 2,       /* not idempotent (CreateAccessKey): a transport failure
+                                     after the request may have arrived is reported, not
+                                     retried (cg_http_req_set_send_once) */  /* a conflict: a link or unlink still being applied (a
                                      DeleteUser or DeletePolicy right after an unlink) */
 };
 

@@ -354,6 +354,35 @@ static void test_reset_then_ok(void **state)
     result_free(&r);
 }
 
+/* A request that makes a secret is not sent again once the server may have acted on it: a
+ * reset after sending ends it; a status (the server said what happened) is still retried. */
+static void test_send_once(void **state)
+{
+    struct env *e = *state;
+    struct result r = {0};
+    http_mock_push(e->m, &(struct http_mock_resp){.action = HTTP_MOCK_RESET});
+    struct cg_http_req *req = mkreq(e, "POST", "/keys"); /* a retry would get the default 200 */
+    cg_http_req_set_send_once(req);
+    submit(e, req, &r);
+    cg_http_run(e->h);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.code, CG_EHTTP);
+    assert_int_equal(r.attempts, 1);
+    result_free(&r);
+
+    struct result r2 = {0};
+    http_mock_push(e->m, &(struct http_mock_resp){.status = 503, .body = "busy"});
+    http_mock_push(e->m, &(struct http_mock_resp){.body = "the key"});
+    req = mkreq(e, "POST", "/keys");
+    cg_http_req_set_send_once(req);
+    submit(e, req, &r2);
+    cg_http_run(e->h);
+    assert_int_equal(r2.code, 0);
+    assert_int_equal(r2.attempts, 2);
+    assert_string_equal(r2.body, "the key");
+    result_free(&r2);
+}
+
 /* ---- deadlines and caps ----------------------------------------------------------------- */
 
 static void test_attempt_timeout(void **state)
@@ -1089,6 +1118,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_500_until_max, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_then_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attempt_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_total_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline_across_attempts, setup, teardown),
