@@ -1151,7 +1151,7 @@ static void submit_key_create(struct run *r, struct slot *s, const char *sa_path
     json_t *body = json_pack("{s:s, s:s}", "privateKeyType", "TYPE_GOOGLE_CREDENTIALS_FILE",
                              "keyAlgorithm", "KEY_ALG_RSA_2048");
     /* a new account's keys endpoint can answer 404 for a moment */
-    submit(r, s, GCP_IAM, "POST", path, body, label, GCP_RETRY_NOT_FOUND);
+    submit(r, s, GCP_IAM, "POST", path, body, label, GCP_RETRY_NOT_FOUND | GCP_SEND_ONCE);
     json_decref(body);
     free(path);
     free(label);
@@ -1229,6 +1229,9 @@ static int apply_grants(struct run *r, struct rc_list *done)
     }
     rc = run_policy_jobs(r, jobs, 2);
     if (make_key) {
+        /* with no policy to change, run_policy_jobs sends nothing and never runs the loop:
+         * the key's answer is still to come */
+        cg_http_run(r->h);
         if (key.err.code != 0) {
             explain(r, &key, "key");
             rc = rc ? rc : key.err.code;
