@@ -45,9 +45,10 @@ for target in build-fuzz/tests/fuzz/fuzz_*; do
     corpus="$root/tests/fuzz/corpus/${name#fuzz_}"
     scratch=$(mktemp -d)
     # New inputs go to a scratch dir; the committed corpus is read-only seed material.
-    if "$target" -max_total_time="$fuzz_seconds" -print_final_stats=0 "$scratch" "$corpus" \
+    if "$target" -max_total_time="$fuzz_seconds" -print_final_stats=1 "$scratch" "$corpus" \
         >"$scratch.log" 2>&1; then
-        echo "fuzz: $name ok ($(grep -c . <(ls "$scratch")) new inputs)"
+        execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$scratch.log" | tail -1)
+        echo "fuzz: $name ok (${execs:-?} executions, $(grep -c . <(ls "$scratch")) new inputs)"
     else
         echo "fuzz: $name FAILED"; tail -40 "$scratch.log"; status=1
     fi
