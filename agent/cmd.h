@@ -15,6 +15,7 @@ struct cg_run_stats {
     unsigned long writes; /* cloud API writes */
     size_t drift;         /* drift entries found */
     size_t remaining;     /* drift left after --fix */
+    char provider[16];    /* the cloud the run acted on ("aws", ...); "" when not known */
     char summary[320];    /* one line saying what the run did (the Kubernetes termination
                              message); "" when it failed before doing anything */
 };

@@ -5,6 +5,7 @@
 #include "cg_http.h"
 #include "cg_util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,9 @@ int cg_cmd_cloud_on(uv_loop_t *loop, const struct cg_options *o, cg_getenv_fn *g
     struct cmd_base b;
     int rc = cmd_base_open(&b, loop, o, getenv_fn, err);
     int code;
+    if (rc == 0 && stats != NULL) {
+        snprintf(stats->provider, sizeof(stats->provider), "%s", b.id.k8s.provider);
+    }
     if (rc < 0) {
         code = rc == CG_EINVAL || rc == CG_ENOTFOUND ? CG_EXIT_USAGE : CG_EXIT_FAIL;
     } else if (strcmp(b.id.k8s.provider, "gcp") == 0) {

@@ -102,11 +102,12 @@ static void run_check(struct watch *w, const struct cg_options *o, cg_getenv_fn 
     struct cg_err err = {0};
     int code = cg_cmd_cloud_on(&w->loop, &co, getenv_fn, &st, &err);
     const char *result = code == CG_EXIT_OK ? "ok" : code == CG_EXIT_DRIFT ? "drift" : "error";
+    const char *provider = st.provider[0] != '\0' ? st.provider : "unknown";
     cg_metrics_add(w->metrics, "cloudgrant_checks_total", 1, "result", result, NULL);
-    cg_metrics_add(w->metrics, "cloudgrant_api_calls_total", (double)st.reads, "provider", "aws",
+    cg_metrics_add(w->metrics, "cloudgrant_api_calls_total", (double)st.reads, "provider", provider,
                    "kind", "read", NULL);
-    cg_metrics_add(w->metrics, "cloudgrant_api_calls_total", (double)st.writes, "provider", "aws",
-                   "kind", "write", NULL);
+    cg_metrics_add(w->metrics, "cloudgrant_api_calls_total", (double)st.writes, "provider",
+                   provider, "kind", "write", NULL);
     if (code == CG_EXIT_OK || code == CG_EXIT_DRIFT) {
         w->last_ok = 1;
         w->last_success = (int64_t)time(NULL);
@@ -120,7 +121,7 @@ static void run_check(struct watch *w, const struct cg_options *o, cg_getenv_fn 
                        (double)w->last_success, NULL);
     } else {
         w->last_ok = 0;
-        cg_metrics_add(w->metrics, "cloudgrant_errors_total", 1, "provider", "aws", "code",
+        cg_metrics_add(w->metrics, "cloudgrant_errors_total", 1, "provider", provider, "code",
                        errc_label(err.code), NULL);
         CG_LOG(CG_LOG_ERROR, "watch", "check failed: %s", err.msg);
     }
