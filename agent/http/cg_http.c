@@ -1639,6 +1639,10 @@ int cg_http_new(struct cg_http **out, struct uv_loop_s *loop, struct cg_err *err
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, (void *)h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, (void *)h);
+    /* Keep every connection a run opens: curl's default cache (4 x the transfers running)
+     * closed the Kubernetes API's TLS connections during a wide round of cloud reads, and the
+     * next Secret write paid for a new handshake (found by bench/). */
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 64L);
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
     uv_unref((uv_handle_t *)&h->timer);
