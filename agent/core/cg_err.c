@@ -3,6 +3,21 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Messages often quote input: a JSON parser's token, a server's error text, a key name. A
+ * newline there would break the one-line contract, and an escape sequence from a hostile
+ * response would reach the user's terminal, so every control byte is flattened here, once,
+ * instead of at each of the hundreds of call sites. */
+static void flatten(char *msg)
+{
+    for (unsigned char *p = (unsigned char *)msg; *p != '\0'; p++) {
+        if (*p == '\n' || *p == '\r' || *p == '\t') {
+            *p = ' ';
+        } else if (*p < 0x20 || *p == 0x7f) {
+            *p = '?';
+        }
+    }
+}
+
 int cg_err_set(struct cg_err *err, int code, const char *fmt, ...)
 {
     if (err == NULL) {
@@ -12,7 +27,23 @@ int cg_err_set(struct cg_err *err, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     va_end(ap);
+    flatten(err->msg);
     err->code = code;
+    return code;
+}
+
+int cg_err_set_http(struct cg_err *err, int code, long status, const char *fmt, ...)
+{
+    if (err == NULL) {
+        return code;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    flatten(err->msg);
+    err->code = code;
+    err->http_status = status;
     return code;
 }
 
@@ -34,6 +65,7 @@ int cg_err_wrap(struct cg_err *err, const char *fmt, ...)
     } else {
         snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
     }
+    flatten(err->msg);
     if (err->code == 0) {
         err->code = CG_EINVAL;
     }

@@ -32,9 +32,14 @@ struct cg_err {
 };
 
 /* Sets code and message; returns code, so `return cg_err_set(err, ...)` is one line.
- * err may be NULL. */
+ * err may be NULL. Control bytes in the message (from quoted input or a server's text) become
+ * a space or '?', so every message stays one printable line. */
 int cg_err_set(struct cg_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* cg_err_set for an answer from a server: also records the HTTP status (0 when none came). */
+int cg_err_set_http(struct cg_err *err, int code, long status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* Prepends "<context>: " to the message already in err; returns err->code (or CG_EINVAL
  * when err is NULL, which callers never rely on). */

@@ -95,23 +95,6 @@ struct rcall {
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static int set_err(struct cg_err *err, int code, long status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int set_err(struct cg_err *err, int code, long status, const char *fmt, ...)
-{
-    if (err == NULL) {
-        return code;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    err->code = code;
-    err->http_status = status;
-    return code;
-}
-
 static void subject(char *dst, size_t cap, const char *label)
 {
     if (label != NULL && label[0] != '\0') {
@@ -141,7 +124,7 @@ static int invalid(struct cg_err *err, long status, const char *subj)
     int code = status >= 200 && status < 300    ? CG_EINVAL
                : status == 401 || status == 403 ? CG_EAUTH
                                                 : CG_ESTATUS;
-    return set_err(err, code, status, "%s: invalid response (HTTP %ld)", subj, status);
+    return cg_err_set_http(err, code, status, "%s: invalid response (HTTP %ld)", subj, status);
 }
 
 /* The error object of an answer: {"error":{"code","message",...}} as both APIs send it, or a
@@ -179,12 +162,14 @@ static int parse_response(const char *body, size_t len, long status, const char 
         len = 0;
     }
     if (len > MAX_RESPONSE) {
-        return set_err(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj, status);
+        return cg_err_set_http(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj,
+                               status);
     }
     int ok = status >= 200 && status < 300;
     if (ok && cloud__is_blank(body, len)) {
         *result = json_object();
-        return *result != NULL ? 0 : set_err(err, CG_ENOMEM, status, "%s: out of memory", subj);
+        return *result != NULL ? 0
+                               : cg_err_set_http(err, CG_ENOMEM, status, "%s: out of memory", subj);
     }
     json_t *doc = len > 0 ? cloud__json_load(body, len, MAX_DEPTH) : NULL;
     if (ok) {
@@ -215,9 +200,9 @@ static int parse_response(const char *body, size_t len, long status, const char 
     const char *what = aerr->code[0] != '\0' ? aerr->code : fallback;
     int code = errc_of(status);
     if (aerr->message[0] != '\0') {
-        return set_err(err, code, status, "%s: %s: %s", subj, what, aerr->message);
+        return cg_err_set_http(err, code, status, "%s: %s: %s", subj, what, aerr->message);
     }
-    return set_err(err, code, status, "%s: %s", subj, what);
+    return cg_err_set_http(err, code, status, "%s: %s", subj, what);
 }
 
 int azure_rest_parse_response(const char *body, size_t len, long status, const char *label,
@@ -452,8 +437,8 @@ static void finish_wrapped(struct rcall *q, const struct cg_err *cause)
     char subj[MAX_LABEL + 8];
     subject(subj, sizeof(subj), q->label);
     int code = cause->code != 0 ? cause->code : CG_EINVAL;
-    set_err(&e, code, cause->http_status, "%s: %s", subj,
-            cause->msg[0] != '\0' ? cause->msg : cg_errc_str(code));
+    cg_err_set_http(&e, code, cause->http_status, "%s: %s", subj,
+                    cause->msg[0] != '\0' ? cause->msg : cg_errc_str(code));
     CG_LOG(CG_LOG_DEBUG, "azure", LOG_CALL_FMT " -> failed (%s)", LOG_CALL_ARG(q),
            cg_errc_str(code));
     finish_err(q, NULL, &e);
@@ -827,18 +812,19 @@ static void on_page(json_t *result, long status, const struct azure_error *aerr,
     const char *link = json_string_value(next);
     const char *rel = NULL;
     if (list != NULL && !json_is_array(list)) {
-        set_err(&e, CG_EINVAL, status, "%s: invalid response ('value' is not a list)", p->subj);
+        cg_err_set_http(&e, CG_EINVAL, status, "%s: invalid response ('value' is not a list)",
+                        p->subj);
     } else if (list != NULL && json_array_extend(p->items, list) < 0) {
-        set_err(&e, CG_ENOMEM, status, "%s: out of memory", p->subj);
+        cg_err_set_http(&e, CG_ENOMEM, status, "%s: out of memory", p->subj);
     } else if (next != NULL && !json_is_null(next) && link == NULL) {
-        set_err(&e, CG_EINVAL, status, "%s: invalid response (the next-page link is not a string)",
-                p->subj);
+        cg_err_set_http(&e, CG_EINVAL, status,
+                        "%s: invalid response (the next-page link is not a string)", p->subj);
     } else if (link == NULL || link[0] == '\0') {
         /* the last page */
         json_t *out = json_object();
         if (out == NULL || json_object_set(out, "value", p->items) < 0) {
             json_decref(out);
-            set_err(&e, CG_ENOMEM, status, "%s: out of memory", p->subj);
+            cg_err_set_http(&e, CG_ENOMEM, status, "%s: out of memory", p->subj);
         } else {
             p->cb(out, status, NULL, NULL, p->data);
             json_decref(out);
@@ -847,15 +833,16 @@ static void on_page(json_t *result, long status, const struct azure_error *aerr,
         }
     } else if ((rel = relative_link(p, link)) == NULL) {
         /* never quote the link: it is the server's text; the base is ours */
-        set_err(&e, CG_EINVAL, status, "%s: the next-page link does not lead to %s (refused)",
-                p->subj, p->c->base[p->api]);
+        cg_err_set_http(&e, CG_EINVAL, status,
+                        "%s: the next-page link does not lead to %s (refused)", p->subj,
+                        p->c->base[p->api]);
     } else if (json_object_get(p->seen, link) != NULL) {
-        set_err(&e, CG_EINVAL, status, "%s: the service repeated a next-page link (page %u)",
-                p->subj, p->pages);
+        cg_err_set_http(&e, CG_EINVAL, status,
+                        "%s: the service repeated a next-page link (page %u)", p->subj, p->pages);
     } else if (p->pages >= MAX_PAGES) {
-        set_err(&e, CG_EINVAL, status, "%s: more than %d pages", p->subj, MAX_PAGES);
+        cg_err_set_http(&e, CG_EINVAL, status, "%s: more than %d pages", p->subj, MAX_PAGES);
     } else if (json_object_set_new(p->seen, link, json_true()) < 0) {
-        set_err(&e, CG_ENOMEM, status, "%s: out of memory", p->subj);
+        cg_err_set_http(&e, CG_ENOMEM, status, "%s: out of memory", p->subj);
     } else if (pager_get(p, rel, &e) == 0) {
         return;
     }

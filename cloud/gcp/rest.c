@@ -94,23 +94,6 @@ struct rcall {
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static int set_err(struct cg_err *err, int code, long status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int set_err(struct cg_err *err, int code, long status, const char *fmt, ...)
-{
-    if (err == NULL) {
-        return code;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    err->code = code;
-    err->http_status = status;
-    return code;
-}
-
 static void subject(char *dst, size_t cap, const char *label)
 {
     if (label != NULL && label[0] != '\0') {
@@ -193,15 +176,15 @@ static int google_err(struct cg_err *err, const char *subj, const struct gcp_err
     const char *what = g->rpc[0] != '\0' ? g->rpc : fallback;
     int code = errc_of(g);
     if (g->message[0] != '\0') {
-        return set_err(err, code, g->status, "%s: %s: %s", subj, what, g->message);
+        return cg_err_set_http(err, code, g->status, "%s: %s: %s", subj, what, g->message);
     }
-    return set_err(err, code, g->status, "%s: %s", subj, what);
+    return cg_err_set_http(err, code, g->status, "%s: %s", subj, what);
 }
 
 static int invalid(struct cg_err *err, long status, const char *subj)
 {
     int code = status >= 200 && status < 300 ? CG_EINVAL : status == 401 ? CG_EAUTH : CG_ESTATUS;
-    return set_err(err, code, status, "%s: invalid response (HTTP %ld)", subj, status);
+    return cg_err_set_http(err, code, status, "%s: invalid response (HTTP %ld)", subj, status);
 }
 
 /* The parser behind gcp_rest_parse_response; label is printable already. */
@@ -221,12 +204,14 @@ static int parse_response(const char *body, size_t len, long status, const char 
         len = 0;
     }
     if (len > MAX_RESPONSE) {
-        return set_err(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj, status);
+        return cg_err_set_http(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj,
+                               status);
     }
     int ok = status >= 200 && status < 300;
     if (ok && cloud__is_blank(body, len)) {
         *result = json_object();
-        return *result != NULL ? 0 : set_err(err, CG_ENOMEM, status, "%s: out of memory", subj);
+        return *result != NULL ? 0
+                               : cg_err_set_http(err, CG_ENOMEM, status, "%s: out of memory", subj);
     }
     json_t *doc = len > 0 ? cloud__json_load(body, len, MAX_DEPTH) : NULL;
     if (ok) {
@@ -419,8 +404,8 @@ static void finish_wrapped(struct rcall *q, const struct cg_err *cause)
     char subj[MAX_LABEL + 8];
     subject(subj, sizeof(subj), q->label);
     int code = cause->code != 0 ? cause->code : CG_EINVAL;
-    set_err(&e, code, cause->http_status, "%s: %s", subj,
-            cause->msg[0] != '\0' ? cause->msg : cg_errc_str(code));
+    cg_err_set_http(&e, code, cause->http_status, "%s: %s", subj,
+                    cause->msg[0] != '\0' ? cause->msg : cg_errc_str(code));
     CG_LOG(CG_LOG_DEBUG, "gcp", LOG_CALL_FMT " -> failed (%s)", LOG_CALL_ARG(q), cg_errc_str(code));
     finish_err(q, NULL, &e);
 }
@@ -942,7 +927,7 @@ static void on_ready(void *data, int canceled)
     struct waiter *w = data;
     if (canceled) {
         struct cg_err e = {0};
-        set_err(&e, CG_ECANCELED, 0, "%s: cancelled", w->subj);
+        cg_err_set_http(&e, CG_ECANCELED, 0, "%s: cancelled", w->subj);
         waiter_fail(w, NULL, &e);
         return;
     }
@@ -957,7 +942,7 @@ static void on_poll_timer(void *data, int canceled)
     struct waiter *w = data;
     struct cg_err e = {0};
     if (canceled) {
-        set_err(&e, CG_ECANCELED, 0, "%s: cancelled", w->subj);
+        cg_err_set_http(&e, CG_ECANCELED, 0, "%s: cancelled", w->subj);
         waiter_fail(w, NULL, &e);
         return;
     }
@@ -976,7 +961,8 @@ static void waiter_next(struct waiter *w)
     if (now >= deadline) {
         char d[32];
         cloud__fmt_duration(d, sizeof(d), c->consistency_ms);
-        set_err(&e, CG_ETIMEDOUT, 0, "%s: operation %s not done after %s", w->subj, w->name, d);
+        cg_err_set_http(&e, CG_ETIMEDOUT, 0, "%s: operation %s not done after %s", w->subj, w->name,
+                        d);
         waiter_fail(w, NULL, &e);
         return;
     }
@@ -986,7 +972,7 @@ static void waiter_next(struct waiter *w)
     }
     int rc = cg_http_after(c->http, wait, on_poll_timer, w);
     if (rc < 0) {
-        set_err(&e, rc, 0, "%s: %s", w->subj, cg_errc_str(rc));
+        cg_err_set_http(&e, rc, 0, "%s: %s", w->subj, cg_errc_str(rc));
         waiter_fail(w, NULL, &e);
         return;
     }
@@ -1010,7 +996,7 @@ static void on_poll(json_t *result, const struct gcp_error *gerr, const struct c
     json_t *copy = json_deep_copy(result);
     if (copy == NULL) {
         struct cg_err e = {0};
-        set_err(&e, CG_ENOMEM, 0, "%s: out of memory", w->subj);
+        cg_err_set_http(&e, CG_ENOMEM, 0, "%s: out of memory", w->subj);
         waiter_fail(w, NULL, &e);
         return;
     }
@@ -1144,7 +1130,7 @@ static void on_confirm_timer(void *data, int canceled)
     struct confirm *k = data;
     if (canceled) {
         struct cg_err e = {0};
-        set_err(&e, CG_ECANCELED, 0, "%s: cancelled", k->subj);
+        cg_err_set_http(&e, CG_ECANCELED, 0, "%s: cancelled", k->subj);
         confirm_fail(k, NULL, &e);
         return;
     }
@@ -1177,9 +1163,9 @@ static void on_confirm_read(json_t *result, const struct gcp_error *gerr, const 
         char d[32];
         struct cg_err e = {0};
         cloud__fmt_duration(d, sizeof(d), c->consistency_ms);
-        set_err(&e, CG_ETIMEDOUT, 0,
-                "%s: still %s after %s of retries; wait a few minutes and run again", k->subj,
-                why ? why : "not stable", d);
+        cg_err_set_http(&e, CG_ETIMEDOUT, 0,
+                        "%s: still %s after %s of retries; wait a few minutes and run again",
+                        k->subj, why ? why : "not stable", d);
         confirm_fail(k, gerr, &e);
         return;
     }
@@ -1190,7 +1176,7 @@ static void on_confirm_read(json_t *result, const struct gcp_error *gerr, const 
     int rc = cg_http_after(c->http, wait, on_confirm_timer, k);
     if (rc < 0) {
         struct cg_err e = {0};
-        set_err(&e, rc, 0, "%s: %s", k->subj, cg_errc_str(rc));
+        cg_err_set_http(&e, rc, 0, "%s: %s", k->subj, cg_errc_str(rc));
         confirm_fail(k, NULL, &e);
         return;
     }

@@ -88,23 +88,6 @@ struct ocall {
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static int set_err(struct cg_err *err, int code, long status, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int set_err(struct cg_err *err, int code, long status, const char *fmt, ...)
-{
-    if (err == NULL) {
-        return code;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-    va_end(ap);
-    err->code = code;
-    err->http_status = status;
-    return code;
-}
-
 /* Appends suffix to the message, cutting the message (with "...", at a UTF-8 character
  * boundary) when both do not fit, so the suffix always survives. */
 static void append_suffix(struct cg_err *err, const char *suffix)
@@ -253,7 +236,7 @@ static int invalid(struct cg_err *err, long status, const char *subj)
     int code = status >= 200 && status < 300    ? CG_EINVAL
                : status == 401 || status == 403 ? CG_EAUTH
                                                 : CG_ESTATUS;
-    set_err(err, code, status, "%s: invalid response (HTTP %ld)", subj, status);
+    cg_err_set_http(err, code, status, "%s: invalid response (HTTP %ld)", subj, status);
     if (status == 401) {
         append_suffix(err, LOCK_NOTE);
     }
@@ -280,8 +263,8 @@ static int api_error(struct cg_err *err, const struct osc_error *oerr, const cha
         size_t n = strlen(what);
         snprintf(what + n, sizeof(what) - n, " (%s)", oerr->code);
     }
-    set_err(err, code, status, "%s: %s%s%s", subj, what, oerr->details[0] ? ": " : "",
-            oerr->details);
+    cg_err_set_http(err, code, status, "%s: %s%s%s", subj, what, oerr->details[0] ? ": " : "",
+                    oerr->details);
     if (status == 401 || strcmp(oerr->type, "AuthFailure") == 0) {
         append_suffix(err, LOCK_NOTE);
     }
@@ -305,12 +288,14 @@ static int parse_response(const char *body, size_t len, long status, const char 
         len = 0;
     }
     if (len > MAX_RESPONSE) {
-        return set_err(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj, status);
+        return cg_err_set_http(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj,
+                               status);
     }
     int ok = status >= 200 && status < 300;
     if (ok && cloud__is_blank(body, len)) {
         *result = json_object();
-        return *result != NULL ? 0 : set_err(err, CG_ENOMEM, status, "%s: out of memory", subj);
+        return *result != NULL ? 0
+                               : cg_err_set_http(err, CG_ENOMEM, status, "%s: out of memory", subj);
     }
     json_t *doc = len > 0 ? cloud__json_load(body, len, MAX_DEPTH) : NULL;
     if (ok) {
@@ -496,8 +481,8 @@ static void finish_wrapped(struct ocall *q, const struct cg_err *cause)
     char subj[MAX_LABEL + 16];
     subject(subj, sizeof(subj), q->label);
     int code = cause->code != 0 ? cause->code : CG_EINVAL;
-    set_err(&e, code, cause->http_status, "%s: %s", subj,
-            cause->msg[0] != '\0' ? cause->msg : cg_errc_str(code));
+    cg_err_set_http(&e, code, cause->http_status, "%s: %s", subj,
+                    cause->msg[0] != '\0' ? cause->msg : cg_errc_str(code));
     CG_LOG(CG_LOG_DEBUG, "osc", LOG_CALL_FMT " -> failed (%s)", LOG_CALL_ARG(q), cg_errc_str(code));
     finish_err(q, NULL, &e);
 }
@@ -574,7 +559,7 @@ static void on_wait_done(void *data, int canceled)
     struct ocall *q = data;
     struct cg_err e = {0};
     if (canceled) {
-        set_err(&e, CG_ECANCELED, 0, "cancelled");
+        cg_err_set_http(&e, CG_ECANCELED, 0, "cancelled");
         finish_wrapped(q, &e);
         return;
     }
@@ -815,18 +800,18 @@ static void on_page(json_t *result, const struct osc_error *oerr, const struct c
     json_t *more = json_object_get(result, "HasMoreItems");
     size_t before = json_array_size(p->items);
     if (list != NULL && !json_is_array(list)) {
-        set_err(&e, CG_EINVAL, 200, "%s: invalid response ('%s' is not a list)", p->subj,
-                p->list_key);
+        cg_err_set_http(&e, CG_EINVAL, 200, "%s: invalid response ('%s' is not a list)", p->subj,
+                        p->list_key);
     } else if (more != NULL && !json_is_boolean(more) && !json_is_null(more)) {
-        set_err(&e, CG_EINVAL, 200, "%s: invalid response ('HasMoreItems' is not a boolean)",
-                p->subj);
+        cg_err_set_http(&e, CG_EINVAL, 200,
+                        "%s: invalid response ('HasMoreItems' is not a boolean)", p->subj);
     } else if (list != NULL && json_array_extend(p->items, list) < 0) {
-        set_err(&e, CG_ENOMEM, 200, "%s: out of memory", p->subj);
+        cg_err_set_http(&e, CG_ENOMEM, 200, "%s: out of memory", p->subj);
     } else if (!json_is_true(more)) {
         json_t *out = json_object();
         if (out == NULL || json_object_set(out, p->list_key, p->items) < 0) {
             json_decref(out);
-            set_err(&e, CG_ENOMEM, 200, "%s: out of memory", p->subj);
+            cg_err_set_http(&e, CG_ENOMEM, 200, "%s: out of memory", p->subj);
         } else {
             p->cb(out, NULL, NULL, p->data);
             json_decref(out);
@@ -834,11 +819,11 @@ static void on_page(json_t *result, const struct osc_error *oerr, const struct c
             return;
         }
     } else if (json_array_size(p->items) == before) {
-        set_err(&e, CG_EINVAL, 200,
-                "%s: invalid response (page %u has no items but says there are more)", p->subj,
-                p->pages);
+        cg_err_set_http(&e, CG_EINVAL, 200,
+                        "%s: invalid response (page %u has no items but says there are more)",
+                        p->subj, p->pages);
     } else if (p->pages >= MAX_PAGES) {
-        set_err(&e, CG_EINVAL, 200, "%s: more than %d pages", p->subj, MAX_PAGES);
+        cg_err_set_http(&e, CG_EINVAL, 200, "%s: more than %d pages", p->subj, MAX_PAGES);
     } else if (pager_get(p, &e) == 0) {
         return;
     } else {

@@ -22,6 +22,15 @@ static void test_err_set_and_wrap(void **state)
     assert_int_equal(cg_err_wrap(&err, "loading kubeconfig"), CG_EINVAL);
     assert_string_equal(err.msg, "loading kubeconfig: cannot parse 'x.yaml'");
     assert_int_equal(cg_err_set(NULL, CG_EIO, "ignored"), CG_EIO);
+
+    /* quoted input or a server's text must not break the line or reach the terminal raw */
+    cg_err_set(&err, CG_EINVAL, "invalid JSON near '%s'", "\"a\\\n\r\tb\x1b[31m\x7f\"");
+    assert_string_equal(err.msg, "invalid JSON near '\"a\\   b?[31m?\"'");
+    cg_err_wrap(&err, "reading '%s'", "x\ny");
+    assert_string_equal(err.msg, "reading 'x y': invalid JSON near '\"a\\   b?[31m?\"'");
+    assert_int_equal(cg_err_set_http(&err, CG_ESTATUS, 503, "%s", "busy\n"), CG_ESTATUS);
+    assert_string_equal(err.msg, "busy ");
+    assert_int_equal(err.http_status, 503);
 }
 
 static void test_buf_cap(void **state)
