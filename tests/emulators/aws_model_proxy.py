@@ -395,6 +395,10 @@ def verify_signature(method, path, headers, body, opts, errors):
 
 # ---- answers --------------------------------------------------------------------------------
 
+# Secret values in IAM and STS answers (CreateAccessKey, AssumeRole*, GetSessionToken)
+ISSUED_RE = re.compile(r"<(?:SecretAccessKey|SessionToken)>([^<]+)</")
+
+
 def error_xml(code, message, service="iam"):
     ns = "https://%s.amazonaws.com/doc/%s/" % (
         service, "2011-06-15" if service == "sts" else "2010-05-08")
@@ -491,6 +495,7 @@ class State:
         self.seq = 0
         self.counted = 0
         self.faults = []  # queued by the control endpoint
+        self.issued = []  # every secret moto's answers carried, for the tests' secret scan
         self.frozen = False      # a freeze-hang holds every later AWS request
         self.release_gen = 0     # bumped by /__proxy__/release and reset: every hold ends
         self.delay_ms = opts.delay_ms
@@ -573,6 +578,9 @@ class Handler(EmulatorHandler):
                 st.delay_ms = st.opts.delay_ms
                 st.frozen = False
                 st.release_gen += 1
+            elif path == "/__proxy__/issued" and self.command == "GET":
+                out = json.dumps({"secrets": list(st.issued)})
+                return self.send_body(200, out, "application/json")
             elif not (path == "/__proxy__/faults" and self.command == "GET"):
                 return self.send_body(404, "unknown control path", "text/plain")
             out = json.dumps({"faults": st.faults, "delay_ms": st.delay_ms})
@@ -711,6 +719,12 @@ class Handler(EmulatorHandler):
                     if cut is not None:
                         resp = cut
                         entry["paginated"] = True
+        if status == 200:
+            found = ISSUED_RE.findall(resp.decode("utf-8", "replace")
+                                      if isinstance(resp, bytes) else resp)
+            if found:
+                with st.lock:
+                    st.issued.extend(found)
         if opts.encode_documents and status == 200:
             resp, entry["encoded_documents"] = encode_documents(resp)
         entry["status"] = status

@@ -268,11 +268,19 @@ def odata_string(s):
     return "'%s'" % s.replace("'", "''")
 
 
+# Every secret this process handed out (client secrets, access tokens, Kubernetes tokens), even
+# deleted or expired ones: the tests' secret scan looks for each of them in everything a run
+# left behind (/_emu/issued_secrets).
+ISSUED_SECRETS = []
+
+
 def new_secret_text():
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     tail = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.~-"
-    return ("".join(secrets.choice(alphabet) for _ in range(3)) + "8Q~" +
+    text = ("".join(secrets.choice(alphabet) for _ in range(3)) + "8Q~" +
             "".join(secrets.choice(tail) for _ in range(34)))
+    ISSUED_SECRETS.append(text)
+    return text
 
 
 def redact(doc):
@@ -844,6 +852,7 @@ class Emulator:
         payload.update(extra or {})
         tok = jwt_encode({"typ": "JWT", "alg": "HS256", "kid": "emulator-entra"}, payload,
                          self.token_key)
+        ISSUED_SECRETS.append(tok)
         return tok, ttl, payload
 
     def issue_k8s_token(self, issuer, subject, audience, ttl):
@@ -855,7 +864,9 @@ class Emulator:
                                      if subject.count(":") >= 3 else "default",
                                      "serviceaccount": {"name": subject.split(":")[-1],
                                                         "uid": new_guid()}}}
-        return jwt_encode({"alg": "HS256", "kid": "emulator-k8s-oidc"}, payload, self.k8s_key)
+        tok = jwt_encode({"alg": "HS256", "kid": "emulator-k8s-oidc"}, payload, self.k8s_key)
+        ISSUED_SECRETS.append(tok)
+        return tok
 
     def authenticate(self, header, api):
         """-> token payload; raises ApiError in the API's shape."""
@@ -2652,6 +2663,8 @@ class ApiHandler(EmulatorHandler):
     def control_action(self, emu, action, req):
         if action == "state":
             return emu.dump()
+        if action == "issued_secrets":
+            return {"secrets": list(ISSUED_SECRETS)}
         if action == "requests":
             with emu.log_lock:
                 return {"requests": copy.deepcopy(emu.log)}

@@ -306,6 +306,10 @@ class Azure:
     def requests(self):
         return self._control("requests", method="GET")["requests"]
 
+    def issued_secrets(self):
+        """Every secret the emulator handed out, for the secret scan."""
+        return self._control("issued_secrets", method="GET")["secrets"]
+
     def violations(self):
         return [r for r in self.requests() if r.get("violations")]
 

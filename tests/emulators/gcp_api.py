@@ -1575,6 +1575,7 @@ class Emulator:
         return self.base_url + "/token"
 
     def key_file(self, sa, key, material):
+        ISSUED_SECRETS.append(material.pem())
         doc = {
             "type": "service_account",
             "project_id": sa.project.project_id,
@@ -1623,6 +1624,7 @@ class Emulator:
 
     def issue_token(self, email, scopes, source, ttl=None):
         tok = "ya29.c.emu-" + b64url(os.urandom(48))
+        ISSUED_SECRETS.append(tok)
         ttl = int(self.token_ttl if ttl is None else ttl)
         self.tokens[tok] = {"email": email, "exp": time.time() + ttl, "scopes": scopes,
                             "source": source}
@@ -1764,6 +1766,11 @@ class Emulator:
 # HTTP
 
 SECRET_PARAMS = ("access_token", "oauth_token", "key")
+
+# Every secret this process handed out (private keys, access tokens), even deleted or expired
+# ones: the tests' secret scan looks for each of them in everything a run left behind
+# (/_emu/issued_secrets).
+ISSUED_SECRETS = []
 MUTATING_EXCEPTIONS = (":getIamPolicy", ":batchGet", ":testIamPermissions")
 VALIDATOR_API = {"iam": "iam", "serviceusage": "serviceusage", "crm": "cloudresourcemanager"}
 
@@ -2174,6 +2181,8 @@ class ApiHandler(EmulatorHandler):
         st = emu.state
         if action == "state":
             return emu.dump()
+        if action == "issued_secrets":
+            return {"secrets": list(ISSUED_SECRETS)}
         if action == "requests":
             with emu.log_lock:
                 return {"requests": list(emu.log)}

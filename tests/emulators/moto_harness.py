@@ -207,6 +207,13 @@ class Moto:
             pass
         return out
 
+    def issued_secrets(self):
+        """Every secret moto's answers carried through the proxy, for the secret scan."""
+        if self.proxy_log is None:
+            return []
+        with urllib.request.urlopen(self.url + "/__proxy__/issued", timeout=10) as r:
+            return json.loads(r.read())["secrets"]
+
     def violations(self):
         return [r for r in self.requests() if r.get("violations")]
 

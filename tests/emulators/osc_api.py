@@ -205,7 +205,10 @@ E_VERSIONS = (409, "ResourceConflict", "9086")
 E_KEYS = (409, "TooManyResources", "10005")
 
 SECRET_FIELD_RE = re.compile(r"secret|password", re.I)
-CONTROL_QUIET = ("state", "requests", "clear_requests")
+# Every secret key this process ever issued, even deleted ones and across resets: the tests'
+# secret scan looks for each of them in everything a run left behind (/_emu/issued_secrets).
+ISSUED_SECRETS = []
+CONTROL_QUIET = ("state", "requests", "clear_requests", "issued_secrets")
 
 
 # ==============================================================================================
@@ -429,6 +432,7 @@ class State:
             k["Tag"] = tag
         self.keys[ak] = k
         self.secrets[ak] = sk
+        ISSUED_SECRETS.append(sk)
         return k
 
     def keys_of(self, owner):
@@ -1466,6 +1470,8 @@ class ApiHandler(EmulatorHandler):
     def control_action(self, emu, action, req):
         if action == "state":
             return emu.dump()
+        if action == "issued_secrets":
+            return {"secrets": list(ISSUED_SECRETS)}
         if action == "requests":
             with emu.log_lock:
                 return {"requests": copy.deepcopy(emu.log)}
