@@ -192,8 +192,7 @@ static int tenant_ok(const char *s)
     return strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
-/* The `tid` claim of an access token (its payload read, not verified), or NULL. */
-static char *token_tid(const char *token)
+char *azure__token_tenant(const char *token)
 {
     const char *p = strchr(token, '.');
     const char *end = p != NULL ? strchr(p + 1, '.') : NULL;
@@ -337,7 +336,7 @@ static void finish(struct fetch *f, char *token, int64_t expires_in, const struc
     if (token != NULL && !a->o.dead) {
         CG_LOG(CG_LOG_DEBUG, "azure", "%s, expires in %lld s", a->what[f->res],
                (long long)expires_in);
-        if (a->tenant == NULL && (a->tenant = token_tid(token)) != NULL) {
+        if (a->tenant == NULL && (a->tenant = azure__token_tenant(token)) != NULL) {
             CG_LOG(CG_LOG_DEBUG, "azure", "Azure tenant from the token: %s", a->tenant);
         }
     }

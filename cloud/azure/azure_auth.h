@@ -74,6 +74,12 @@ int azure_auth_get_token(struct azure_auth *a, enum azure_resource res, azure_to
 /* Forgets the cached token for `res` (after a 401). */
 void azure_auth_invalidate(struct azure_auth *a, enum azure_resource res);
 
+/* Pure helper, exposed for tests and fuzzing: the `tid` claim of an access token (a JWT whose
+ * payload is read, not verified: the token is only used against the endpoint that issued it),
+ * when it is a usable tenant (letters, digits, '-', '.', '_'; at most 256 bytes). Returns a
+ * new string (free it) or NULL: not a JWT, no such claim, or not usable. */
+char *azure__token_tenant(const char *token);
+
 /* Pure helper, exposed for tests and fuzzing: reads a token endpoint's answer (Entra ID's or
  * IMDS's) that came with HTTP `status`. 200: 0 with *token (a new string: free it with
  * cg_secret_free) and *expires_in (seconds, at most a day); CG_EINVAL when the answer has no

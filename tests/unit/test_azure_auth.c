@@ -437,6 +437,37 @@ static void expect_new_error(struct t *t, int code, const char *want)
     assert_null(strstr(err.msg, "s3cr"));
 }
 
+/* The tenant of a token: base64url without padding, unsafe or missing claims refused. */
+static void test_token_tenant(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *token, *want;
+    } cases[] = {
+        {"eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiI3MmY5ODhiZi04NmYxLTQxYWYtOTFhYi0yZDdjZDAxMWRiNDcifQ.sig",
+         "72f988bf-86f1-41af-91ab-2d7cd011db47"},
+        {"eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiJjb250b3NvLm9ubWljcm9zb2Z0LmNvbSIsIngiOiI_PiJ9.sig",
+         "contoso.onmicrosoft.com"},
+        {"eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiIuLi94In0.sig", NULL},
+        {"eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOiIuLiJ9.sig", NULL},
+        {"eyJhbGciOiJSUzI1NiJ9.eyJ0aWQiOjd9.sig", NULL},
+        {"eyJhbGciOiJSUzI1NiJ9.eyJvaWQiOiJhIn0.sig", NULL},
+        {"no-dots", NULL},
+        {"a.!!!.b", NULL},
+        {"a..b", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *tid = azure__token_tenant(cases[i].token);
+        if (cases[i].want == NULL) {
+            assert_null(tid);
+        } else {
+            assert_non_null(tid);
+            assert_string_equal(tid, cases[i].want);
+        }
+        free(tid);
+    }
+}
+
 static void test_new_errors(void **state)
 {
     struct t *t = *state;
@@ -1220,6 +1251,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_answer),
+        cmocka_unit_test(test_token_tenant),
         cmocka_unit_test_setup_teardown(test_new_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_authority_prefix, setup, teardown),
