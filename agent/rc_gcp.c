@@ -123,7 +123,16 @@ static int same(const char *a, const char *b)
 
 /* ---- services ---- */
 
-static int read_services(struct run *r)
+/* The reads of a run's first round: the API states and the identity's state go out together
+ * (rc_gcp_run says when the second set's answers stand). */
+struct reads {
+    struct slot *svc;
+    size_t nsvc;
+    struct slot *st;
+    size_t nst;
+};
+
+static int services_submit(struct run *r, struct reads *rd)
 {
     const struct profile_gcp *w = r->w;
     size_t n = w->service_count;
@@ -134,6 +143,8 @@ static int read_services(struct run *r)
         free(slots);
         return cg_err_set(&r->first, CG_ENOMEM, "out of memory");
     }
+    rd->svc = slots;
+    rd->nsvc = nslots;
     for (size_t c = 0; c < nslots; c++) {
         struct cg_buf path;
         cg_buf_init(&path, 0);
@@ -150,7 +161,16 @@ static int read_services(struct run *r)
                0);
         cg_buf_cleanup(&path);
     }
-    cg_http_run(r->h);
+    return 0;
+}
+
+/* Takes the answers of services_submit (after the loop ran) and frees its slots. */
+static int services_collect(struct run *r, struct reads *rd)
+{
+    const struct profile_gcp *w = r->w;
+    size_t n = w->service_count;
+    size_t nslots = rd->nsvc;
+    struct slot *slots = rd->svc;
     int rc = 0;
     for (size_t c = 0; c < nslots; c++) {
         if (slots[c].err.code != 0) {
@@ -184,6 +204,8 @@ static int read_services(struct run *r)
         slot_reset(&slots[c]);
     }
     free(slots);
+    rd->svc = NULL;
+    rd->nsvc = 0;
     return rc;
 }
 
@@ -328,20 +350,23 @@ static json_t *policy_request(void)
 
 enum { R_SA, R_POLICY, R_KEYS, R_SA_POLICY, R_FIXED };
 
-static int read_state(struct run *r)
+/* flags: GCP_RETRY_SERVICE_DISABLED once the run has enabled an API (GCP answers
+ * SERVICE_DISABLED for a while after, and a new account may be briefly invisible). */
+static int state_submit(struct run *r, int flags, struct reads *rd)
 {
     const struct profile_gcp *w = r->w;
     const char *p = r->o->project;
-    /* In apply mode the APIs may have just been enabled: GCP answers SERVICE_DISABLED for a
-     * while, and a new account may be briefly invisible. */
-    int flags = r->o->mode == RC_MODE_APPLY ? GCP_RETRY_SERVICE_DISABLED : 0;
     size_t n = R_FIXED + w->custom_role_count;
     struct slot *s = calloc(n, sizeof(*s));
-    r->roles = calloc(w->custom_role_count ? w->custom_role_count : 1, sizeof(json_t *));
+    if (r->roles == NULL) {
+        r->roles = calloc(w->custom_role_count ? w->custom_role_count : 1, sizeof(json_t *));
+    }
     if (s == NULL || r->roles == NULL) {
         free(s);
         return cg_err_set(&r->first, CG_ENOMEM, "out of memory");
     }
+    rd->st = s;
+    rd->nst = n;
     char *label = cg_strfmt("read service account '%s'", r->email);
     char *keys = cg_strfmt("%s/keys?keyTypes=USER_MANAGED", r->sa_path);
     char *sapol = cg_strfmt("%s:getIamPolicy?options.requestedPolicyVersion=3", r->sa_path);
@@ -363,7 +388,6 @@ static int read_state(struct run *r)
             free(path);
             free(l);
         }
-        cg_http_run(r->h);
     } else {
         cg_err_set(&s[R_SA].err, CG_ENOMEM, "out of memory");
     }
@@ -372,7 +396,38 @@ static int read_state(struct run *r)
     free(sapol);
     free(pol);
     json_decref(preq);
+    return 0;
+}
 
+/* Whether a state read failed in a way that is not an answer about the identity (an absent
+ * account is one): a read sent before the APIs were known to be enabled is then sent again. */
+static int state_failed(const struct reads *rd)
+{
+    for (size_t i = 0; i < rd->nst; i++) {
+        const struct slot *x = &rd->st[i];
+        if (x->err.code != 0 && !(not_found(x) && i != R_POLICY)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void state_discard(struct reads *rd)
+{
+    for (size_t i = 0; i < rd->nst; i++) {
+        slot_reset(&rd->st[i]);
+    }
+    free(rd->st);
+    rd->st = NULL;
+    rd->nst = 0;
+}
+
+/* Takes the answers of state_submit (after the loop ran) and frees its slots. */
+static int state_collect(struct run *r, struct reads *rd)
+{
+    const struct profile_gcp *w = r->w;
+    size_t n = rd->nst;
+    struct slot *s = rd->st;
     int rc = 0;
     int reading = r->o->mode == RC_MODE_PLAN || r->o->mode == RC_MODE_CHECK;
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -415,10 +470,7 @@ static int read_state(struct run *r)
                             r->email);
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        slot_reset(&s[i]);
-    }
-    free(s);
+    state_discard(rd);
     return rc;
 }
 
@@ -1462,7 +1514,20 @@ int rc_gcp_run(struct cg_http *h, const struct rc_gcp_opts *o, struct rc_gcp_res
         goto out;
     }
     int phases = 0;
-    rc = read_services(&r);
+    /* The identity's state is read alongside the APIs' (one round, not two): on a project
+     * whose APIs are enabled (every rerun and check) those answers stand. In apply mode they
+     * are read again, waiting out SERVICE_DISABLED, when the run had to enable an API or when
+     * one of them failed. */
+    struct reads rd = {0};
+    rc = services_submit(&r, &rd);
+    if (rc == 0) {
+        rc = state_submit(&r, 0, &rd);
+    }
+    cg_http_run(h);
+    if (rc == 0) {
+        rc = services_collect(&r, &rd);
+    }
+    int reread = 0;
     if (rc == 0 && (o->mode == RC_MODE_APPLY)) {
         struct rc_list before = {0};
         for (size_t i = 0; i < r.w->service_count; i++) {
@@ -1478,11 +1543,24 @@ int rc_gcp_run(struct cg_http *h, const struct rc_gcp_opts *o, struct rc_gcp_res
             add(&res->entries, e->kind, e->name, e->id, e->change, e->detail);
         }
         phases += before.count > 0;
+        reread = before.count > 0 || state_failed(&rd);
         rc_list_cleanup(&before);
     }
-    if (rc == 0) {
-        rc = read_state(&r);
+    if (rc == 0 && reread) {
+        state_discard(&rd);
+        rc = state_submit(&r, GCP_RETRY_SERVICE_DISABLED, &rd);
+        cg_http_run(h);
     }
+    if (rc == 0) {
+        rc = state_collect(&r, &rd);
+    }
+    if (rd.svc != NULL) {
+        for (size_t c = 0; c < rd.nsvc; c++) {
+            slot_reset(&rd.svc[c]);
+        }
+        free(rd.svc);
+    }
+    state_discard(&rd);
     if (rc == 0 && (o->mode == RC_MODE_PLAN || o->mode == RC_MODE_CHECK)) {
         rc = compare(&r, &res->entries);
     } else if (rc == 0 && o->mode == RC_MODE_APPLY) {
