@@ -13,7 +13,6 @@
 #include "httpd.h"
 #include "metrics.h"
 
-#include <math.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
