@@ -18,6 +18,16 @@ static void flatten(char *msg)
     }
 }
 
+__attribute__((format(printf, 4, 0))) static int vset(struct cg_err *err, int code, long status,
+                                                      const char *fmt, va_list ap)
+{
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    flatten(err->msg);
+    err->code = code;
+    err->http_status = status;
+    return code;
+}
+
 int cg_err_set(struct cg_err *err, int code, const char *fmt, ...)
 {
     if (err == NULL) {
@@ -25,10 +35,8 @@ int cg_err_set(struct cg_err *err, int code, const char *fmt, ...)
     }
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    vset(err, code, err->http_status, fmt, ap);
     va_end(ap);
-    flatten(err->msg);
-    err->code = code;
     return code;
 }
 
@@ -39,11 +47,8 @@ int cg_err_set_http(struct cg_err *err, int code, long status, const char *fmt, 
     }
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    vset(err, code, status, fmt, ap);
     va_end(ap);
-    flatten(err->msg);
-    err->code = code;
-    err->http_status = status;
     return code;
 }
 
