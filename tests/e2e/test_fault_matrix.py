@@ -55,6 +55,7 @@ SRC = os.environ.get("CG_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".
 sys.path.insert(0, os.path.join(SRC, "tests", "emulators"))
 import central_harness  # noqa: E402
 import harness  # noqa: E402
+import secret_scan  # noqa: E402
 
 BIN = os.environ.get("CLOUDGRANT_BIN")
 TOKEN = "report-token-faults-5b1e"
@@ -164,6 +165,7 @@ class Rig:
         base.update(self.cloud_env())
         self.env = base
         self.report_mark = 0
+        self.outputs = []  # what the agent printed in this case, for the secret scan
         self.secret_name = "cloudgrant-" + self.profile
 
     # provider hooks --------------------------------------------------------------------------
@@ -204,6 +206,10 @@ class Rig:
     def violations(self):
         return []
 
+    def issued_secrets(self):
+        """Every secret the cloud's emulator handed out (keys, client secrets, tokens)."""
+        raise NotImplementedError
+
     # shared ----------------------------------------------------------------------------------
     def reset(self):
         self.release()
@@ -211,6 +217,7 @@ class Rig:
         self.clear_requests()
         self.kube.wipe()
         self.report_mark = len(self.central.reports())
+        self.outputs = []
 
     def run(self, *args, env=None, timeout=RUN_TIMEOUT):
         e = dict(self.env, **(env or {}))
@@ -224,6 +231,7 @@ class Rig:
                                                                if isinstance(te.stderr, bytes)
                                                                else te.stderr)))
         p.elapsed = time.monotonic() - t0
+        self.outputs.append(p.stdout + p.stderr)
         if p.returncode < 0:
             raise CaseFailure("agent crash: `cloudgrant %s` killed by signal %d\n%s"
                               % (" ".join(args), -p.returncode, tail(p.stderr)))
@@ -272,6 +280,9 @@ class OscRig(Rig):
         env = self.osc.env()
         env["CLOUDGRANT_CLUSTER_NAME"] = self.CLUSTER
         return env
+
+    def issued_secrets(self):
+        return self.osc.issued_secrets()
 
     def cloud_reset(self):
         self.osc.reset()
@@ -369,6 +380,9 @@ class AzureRig(Rig):
 
     def cloud_env(self):
         return self.az.env()
+
+    def issued_secrets(self):
+        return self.az.issued_secrets()
 
     def cloud_reset(self):
         self.az.reset()
@@ -499,6 +513,9 @@ class GcpRig(Rig):
         env.update(self.g.metadata_env())
         return env
 
+    def issued_secrets(self):
+        return self.g.issued_secrets()
+
     def cloud_reset(self):
         self.g.reset()
 
@@ -601,6 +618,9 @@ class AwsRig(Rig):
         import moto_harness
         self.m = stack.enter_context(moto_harness.moto(validate=True))
         self.log_mark = 0
+
+    def issued_secrets(self):
+        return self.m.issued_secrets()
 
     def cloud_env(self):
         env = self.m.env()
@@ -801,7 +821,7 @@ def run_case(rig, case):
     """-> dict(id, ok, reran, seconds, error)."""
     cmd, (sel, ordinal, label), kind = case["cmd"], case["step"], case["kind"]
     t0 = time.monotonic()
-    out = {"id": case["id"], "ok": False, "reran": False, "error": None}
+    out = {"id": case["id"], "ok": False, "reran": False, "error": None, "scanned": (0, 0)}
     runs = []
     try:
         rig.reset()
@@ -832,6 +852,14 @@ def run_case(rig, case):
             check(p2.returncode == 0, "the rerun failed too (exit %d): %s\nfirst run: %s",
                   p2.returncode, tail(p2.stderr), tail(p.stderr))
         check_final(rig, cmd, old_key, runs)
+        # a fault's error path is where an answer (a key's secret in it) could be echoed
+        scan = secret_scan.SecretScan()
+        scan.add(TOKEN, rig.api.token, *rig.issued_secrets())
+        for i, text in enumerate(rig.outputs):
+            scan.take_output("run %d" % (i + 1), text)
+        hits = scan.hits()
+        check(not hits, "secrets in the agent's output: %s", hits)
+        out["scanned"] = (len(scan.issued), len(rig.outputs))
         bad = rig.violations()
         check(not bad, "requests the API model refuses: %s", bad[:3])
         out["ok"] = True
@@ -981,6 +1009,10 @@ def main():
               "of" if len(results) != nsteps * len(KINDS) else "all", nsteps, len(KINDS),
               len(results) - len(failed) - len(known), len(failed), len(known), reran,
               len(rigs), time.monotonic() - t_start))
+    print("secret scan: %d agent outputs, each searched for every secret its emulator had "
+          "issued so far (up to %d values), 0 hits in the passing cases" % (
+              sum(r["scanned"][1] for r in results),
+              max([r["scanned"][0] for r in results] or [0])))
     return 1 if failed or fixed or len(results) != len(cases) else 0
 
 

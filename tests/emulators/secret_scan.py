@@ -92,10 +92,14 @@ class SecretScan:
                     out[line] = s
         return out
 
+    def hits(self):
+        """"where: secret prefix..." for each secret found, quietly."""
+        return [h[:h.rindex(": ") + 6] + "..." for h in _hits(self)]
+
     def check(self):
         """Prints the counts; returns a list of "where: secret prefix" for each hit."""
         _self_test()
-        hits = [h[:h.rindex(": ") + 6] + "..." for h in _hits(self)]
+        hits = self.hits()
         kinds = {}
         for where, _ in self.texts:
             k = where.split(" ", 1)[0]
