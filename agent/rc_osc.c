@@ -291,7 +291,8 @@ static const char *policy_diff(const struct run *r)
         return "";
     }
     int equal = 0;
-    if (policy_equal_text(r->policy_body, r->w->policy.document, &equal, NULL) < 0) {
+    /* EIM policies are case-sensitive: an action whose case changed is drift */
+    if (policy_equal_text_exact(r->policy_body, r->w->policy.document, &equal, NULL) < 0) {
         return "default version is not a valid policy document";
     }
     return equal ? "" : "default version differs from the profile";

@@ -331,7 +331,9 @@ static int exclusive(const json_t *s, const char *a, const char *b, int required
     return 0;
 }
 
-static json_t *statement(const json_t *s, size_t index, struct cg_err *err)
+/* fold: action names compare case-insensitively (AWS IAM); 0 keeps their case (OUTSCALE EIM,
+ * whose policies are case-sensitive). */
+static json_t *statement(const json_t *s, size_t index, int fold, struct cg_err *err)
 {
     char where[48];
     snprintf(where, sizeof(where), "Statement[%zu]: ", index);
@@ -386,7 +388,8 @@ static json_t *statement(const json_t *s, size_t index, struct cg_err *err)
         if (v == NULL) {
             continue;
         }
-        json_t *list = string_list(v, lists[i].flags, where, lists[i].name, err);
+        unsigned flags = fold ? lists[i].flags : lists[i].flags & ~(unsigned)LIST_LOWER;
+        json_t *list = string_list(v, flags, where, lists[i].name, err);
         if (list == NULL) {
             json_decref(out);
             return NULL;
@@ -438,7 +441,7 @@ static int cmp_keyed(const void *a, const void *b)
     return strcmp(((const struct keyed *)a)->key, ((const struct keyed *)b)->key);
 }
 
-json_t *policy_normalize(json_t *doc, struct cg_err *err)
+static json_t *normalize_doc(json_t *doc, int fold, struct cg_err *err)
 {
     struct keyed *stmts = NULL;
     size_t n = 0;
@@ -489,7 +492,7 @@ json_t *policy_normalize(json_t *doc, struct cg_err *err)
     }
     for (made = 0; made < n; made++) {
         const json_t *s = json_is_array(st) ? json_array_get(st, made) : st;
-        stmts[made].stmt = statement(s, made, err);
+        stmts[made].stmt = statement(s, made, fold, err);
         if (stmts[made].stmt == NULL) {
             goto out;
         }
@@ -554,13 +557,18 @@ static json_t *parse(const char *text, const char *which, struct cg_err *err)
     return doc;
 }
 
-static json_t *normalize_text(const char *text, const char *which, struct cg_err *err)
+json_t *policy_normalize(json_t *doc, struct cg_err *err)
+{
+    return normalize_doc(doc, 1, err);
+}
+
+static json_t *normalize_text(const char *text, const char *which, int fold, struct cg_err *err)
 {
     json_t *doc = parse(text, which, err);
     if (doc == NULL) {
         return NULL;
     }
-    json_t *norm = policy_normalize(doc, err);
+    json_t *norm = normalize_doc(doc, fold, err);
     json_decref(doc);
     if (norm == NULL && err != NULL && err->code == CG_EINVAL) {
         cg_err_wrap(err, "%s", which);
@@ -568,14 +576,14 @@ static json_t *normalize_text(const char *text, const char *which, struct cg_err
     return norm;
 }
 
-int policy_equal_text(const char *a, const char *b, int *equal, struct cg_err *err)
+static int equal_text(const char *a, const char *b, int fold, int *equal, struct cg_err *err)
 {
     *equal = 0;
-    json_t *na = normalize_text(a, "first policy", err);
+    json_t *na = normalize_text(a, "first policy", fold, err);
     if (na == NULL) {
         return err ? err->code : CG_EINVAL;
     }
-    json_t *nb = normalize_text(b, "second policy", err);
+    json_t *nb = normalize_text(b, "second policy", fold, err);
     if (nb == NULL) {
         json_decref(na);
         return err ? err->code : CG_EINVAL;
@@ -586,9 +594,19 @@ int policy_equal_text(const char *a, const char *b, int *equal, struct cg_err *e
     return 0;
 }
 
+int policy_equal_text(const char *a, const char *b, int *equal, struct cg_err *err)
+{
+    return equal_text(a, b, 1, equal, err);
+}
+
+int policy_equal_text_exact(const char *a, const char *b, int *equal, struct cg_err *err)
+{
+    return equal_text(a, b, 0, equal, err);
+}
+
 char *policy_normalize_text(const char *text, struct cg_err *err)
 {
-    json_t *norm = normalize_text(text, "policy", err);
+    json_t *norm = normalize_text(text, "policy", 1, err);
     if (norm == NULL) {
         return NULL;
     }

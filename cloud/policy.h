@@ -46,6 +46,10 @@ char *policy_normalize_text(const char *text, struct cg_err *err);
  * valid policy JSON (err names which). */
 int policy_equal_text(const char *a, const char *b, int *equal, struct cg_err *err);
 
+/* policy_equal_text for a cloud whose policies are case-sensitive throughout (OUTSCALE EIM:
+ * "api:readvms" is not "api:ReadVms"): action names keep their case. */
+int policy_equal_text_exact(const char *a, const char *b, int *equal, struct cg_err *err);
+
 /* The size IAM checks against its quotas: the number of non-whitespace characters (space, tab,
  * CR, LF are not counted; a multi-byte UTF-8 character counts once). */
 size_t policy_size_nonspace(const char *doc);

@@ -214,6 +214,15 @@ def test_drift_detected_and_repaired(e):
     acts = e.actions()
     assert acts.index("UpdateAccessKey") < acts.index("DeleteAccessKey"), acts
     expect(e.run("check"), 0, "no drift")
+    # EIM policies are case-sensitive: an action whose case changed is drift, not the same
+    doc = profile_document("platform-access-outscale-policy.json")
+    lowered = json.loads(json.dumps(doc))
+    for st in lowered["Statement"]:
+        st["Action"] = [a.lower() for a in st["Action"]]
+    e.osc.set_policy_document(pol["Orn"], lowered)
+    expect(e.run("check"), 3, "default version differs")
+    expect(e.run("check", "--fix"), 0, "repaired")
+    assert e.osc.policy("PlatformAccess-" + CLUSTER)["Document"] == doc
     # the link itself removed by hand comes back
     e.osc.unlink(USER, pol["Orn"])
     expect(e.run("check"), 3, "policy-link")

@@ -53,6 +53,14 @@ static void test_equal_action_order_and_case(void **state)
     const char *c = DOC("{\"Effect\":\"Allow\",\"NotAction\":[\"ec2:StartInstances\","
                         "\"ec2:StopInstances\"],\"Resource\":\"*\"}");
     assert_false(equal(a, c));
+    /* OUTSCALE EIM is case-sensitive: order still does not matter, case does */
+    int eq = -1;
+    const char *d = DOC("{\"Effect\":\"Allow\",\"Action\":[\"ec2:StopInstances\","
+                        "\"ec2:StartInstances\"],\"Resource\":\"*\"}");
+    assert_int_equal(policy_equal_text_exact(a, d, &eq, NULL), 0);
+    assert_true(eq);
+    assert_int_equal(policy_equal_text_exact(a, b, &eq, NULL), 0);
+    assert_false(eq);
 }
 
 static void test_equal_whitespace_and_key_order(void **state)
