@@ -121,6 +121,7 @@ struct run {
     char *policy_body; /* the policy's default version document */
     json_t *links;     /* the user's linked policies (array); NULL when not read */
     json_t *keys;      /* the user's access keys (array); NULL when not read */
+    int user_read;     /* links and keys came from a read that found the user */
     long max_key_seconds;
     struct cg_err first;
 };
@@ -204,10 +205,39 @@ static json_t *find_by(json_t *list, const char *key, const char *value)
     return NULL;
 }
 
+/* The user's links and keys from a read, or 0 when the read did not find the user. */
+static int take_user_reads(struct run *r, struct slot *links, struct slot *keys)
+{
+    if (links->err.code != 0 || keys->err.code != 0) {
+        return 0;
+    }
+    r->links = json_incref(json_object_get(links->body, "Policies"));
+    r->keys = json_incref(json_object_get(keys->body, "AccessKeys"));
+    if (!json_is_array(r->keys)) {
+        json_decref(r->keys);
+        r->keys = json_array();
+    }
+    r->user_read = 1;
+    return 1;
+}
+
+static void submit_user_reads(struct run *r, struct slot *links, struct slot *keys)
+{
+    const char *name = r->w->user_name;
+    submit(r, links, "ReadLinkedPolicies", json_pack("{s:s}", "UserName", name), "Policies",
+           cg_strfmt("read policies linked to user '%s'", name), 0);
+    submit(r, keys, "ReadAccessKeys", json_pack("{s:s}", "UserName", name), NULL,
+           cg_strfmt("read access keys of user '%s'", name), 0);
+}
+
+/* Round 1 reads the lists and, by name, the user's links and keys: they need only the name,
+ * and an absent user answers "not found", which costs nothing more than asking first. When
+ * the user shows in the list but its own reads did not find it yet (a user just made is not
+ * visible everywhere at once), round 2 reads them again. */
 static int read_round1(struct run *r)
 {
     const struct profile_outscale *w = r->w;
-    struct slot s[3] = {0};
+    struct slot s[5] = {0};
     submit(r, &s[0], "ReadUsers", json_object(), "Users", cg_strfmt("read users"), 0);
     submit(r, &s[1], "ReadPolicies",
            json_pack("{s:{s:s, s:s}}", "Filters", "PathPrefix", PROFILE_OSC_PATH, "Scope", "LOCAL"),
@@ -216,7 +246,14 @@ static int read_round1(struct run *r)
         submit(r, &s[2], "ReadApiAccessPolicy", json_object(), NULL,
                cg_strfmt("read the account's API access policy"), 0);
     }
-    int rc = settle(r, s, 3, 0);
+    submit_user_reads(r, &s[3], &s[4]);
+    int rc = settle(r, s, 5, 1);
+    for (size_t i = 0; rc == 0 && i < 3; i++) {
+        if (s[i].used && s[i].err.code != 0) { /* a list is never "not found" */
+            fail_first(r, &s[i].err);
+            rc = s[i].err.code;
+        }
+    }
     if (rc == 0) {
         json_t *u = find_by(json_object_get(s[0].body, "Users"), "UserName", w->user_name);
         json_t *p = find_by(json_object_get(s[1].body, "Policies"), "PolicyName", w->policy.name);
@@ -226,8 +263,11 @@ static int read_round1(struct run *r)
         json_t *max = json_object_get(ap, "MaxAccessKeyExpirationSeconds");
         r->max_key_seconds =
             json_is_integer(max) && json_integer_value(max) > 0 ? (long)json_integer_value(max) : 0;
+        if (r->user != NULL) {
+            take_user_reads(r, &s[3], &s[4]);
+        }
     }
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 5; i++) {
         slot_reset(&s[i]);
     }
     if (rc == 0 && r->user != NULL && !same(str(r->user, "Path"), PROFILE_OSC_PATH)) {
@@ -245,11 +285,8 @@ static int read_round2(struct run *r)
 {
     const struct profile_outscale *w = r->w;
     struct slot s[3] = {0};
-    if (r->user != NULL) {
-        submit(r, &s[0], "ReadLinkedPolicies", json_pack("{s:s}", "UserName", w->user_name),
-               "Policies", cg_strfmt("read policies linked to user '%s'", w->user_name), 0);
-        submit(r, &s[1], "ReadAccessKeys", json_pack("{s:s}", "UserName", w->user_name), NULL,
-               cg_strfmt("read access keys of user '%s'", w->user_name), 0);
+    if (r->user != NULL && !r->user_read) {
+        submit_user_reads(r, &s[0], &s[1]);
     }
     if (r->policy != NULL) {
         submit(r, &s[2], "ReadPolicyVersion",
@@ -263,12 +300,7 @@ static int read_round2(struct run *r)
     int rc = settle(r, s, 3, 0);
     if (rc == 0) {
         if (s[0].used) {
-            r->links = json_incref(json_object_get(s[0].body, "Policies"));
-            r->keys = json_incref(json_object_get(s[1].body, "AccessKeys"));
-            if (!json_is_array(r->keys)) {
-                json_decref(r->keys);
-                r->keys = json_array();
-            }
+            take_user_reads(r, &s[0], &s[1]);
         }
         if (s[2].used) {
             const char *body = json_string_value(
@@ -901,7 +933,7 @@ int rc_osc_run(struct cg_http *h, const struct rc_osc_opts *o, struct rc_osc_res
     memset(res, 0, sizeof(*res));
     int rc = read_round1(&r);
     int phases = 1;
-    if (rc == 0 && (r.user != NULL || r.policy != NULL)) {
+    if (rc == 0 && ((r.user != NULL && !r.user_read) || r.policy != NULL)) {
         rc = read_round2(&r);
         phases++;
     }
