@@ -468,7 +468,91 @@ def azure_rules(c, before):
     return None
 
 
-RULES = {"aws": aws_rules, "gcp": gcp_rules, "azure": azure_rules}
+# ---- OUTSCALE (the OUTSCALE API: JSON POST /api/v1/<Action>) -------------------------------
+
+def _osc_user(e):
+    return _p(e, "UserName")
+
+
+OSC_USER_WRITES = {"CreateUser", "LinkPolicy", "UnlinkPolicy", "CreateAccessKey",
+                   "UpdateAccessKey", "DeleteAccessKey", "DeleteUser"}
+OSC_POLICY_WRITES = {"CreatePolicy", "CreatePolicyVersion", "DeletePolicyVersion", "DeletePolicy"}
+# the read whose answer decides whether a write is needed, by write
+OSC_DECIDED_BY = {
+    "CreateUser": ("ReadUsers",), "DeleteUser": ("ReadUsers",),
+    "CreatePolicy": ("ReadPolicies",), "DeletePolicy": ("ReadPolicies",),
+    "CreatePolicyVersion": ("ReadPolicyVersion",),
+    "DeletePolicyVersion": ("ReadPolicyVersions",),
+    "LinkPolicy": ("ReadLinkedPolicies",), "UnlinkPolicy": ("ReadLinkedPolicies",),
+    "CreateAccessKey": ("ReadAccessKeys", "ReadApiAccessPolicy"),
+    "UpdateAccessKey": ("ReadAccessKeys",), "DeleteAccessKey": ("ReadAccessKeys",),
+}
+
+
+def osc_rules(c, before):
+    act = c.get("action")
+    if act is None:
+        return None
+    if act in ("ReadAccounts", "ReadApiAccessPolicy"):
+        return []
+    deps = []
+    who = _osc_user(c)
+    orn = _p(c, "PolicyOrn")
+    if act in ("ReadUsers", "ReadPolicies"):
+        # whole lists (names come from the profile): a repeat confirms a creation
+        made = ("CreateUser", "DeleteUser") if act == "ReadUsers" else \
+            ("CreatePolicy", "DeletePolicy")
+        deps.append(_latest(before, lambda d: d.get("action") in made))
+        deps.append(_repeat(c, before, lambda d: d.get("action") == act))
+        return _deps(*deps)
+    if act in ("ReadLinkedPolicies", "ReadAccessKeys"):
+        # only the user's name, from the profile; after a write to the user, that write
+        deps.append(_latest(before, lambda d: _osc_user(d) == who and
+                            d.get("action") in OSC_USER_WRITES))
+        deps.append(_repeat(c, before, lambda d: d.get("action") == act and
+                            _osc_user(d) == who))
+        return _deps(*deps)
+    if act in ("ReadPolicyVersion", "ReadPolicyVersions"):
+        # the ORN and the default version come from the policy's read (or its creation)
+        deps.append(_latest(before, lambda d: d.get("action") in ("ReadPolicies",
+                                                                 "CreatePolicy")))
+        deps.append(_latest(before, lambda d: d.get("action") in OSC_POLICY_WRITES and
+                            _p(d, "PolicyOrn") == orn))
+        return _deps(*deps)
+    if act not in OSC_USER_WRITES | OSC_POLICY_WRITES:
+        return None
+    # every write: the account was checked to be the cluster's
+    deps.append(_latest(before, lambda d: d.get("action") == "ReadAccounts"))
+    for read in OSC_DECIDED_BY.get(act, ()):
+        deps.append(_latest(before, lambda d: d.get("action") == read))
+    if who is not None and act != "CreateUser":
+        # the user must exist: its creation, or the read that confirmed it
+        deps.append(_latest(before, lambda d: d.get("action") == "CreateUser" or (
+            d.get("action") == "ReadUsers" and
+            _latest(before, lambda x: x.get("action") == "CreateUser") is not None)))
+    if act in ("LinkPolicy", "CreatePolicyVersion", "DeletePolicyVersion", "DeletePolicy"):
+        # the policy must exist (its ORN comes from its creation or its read)
+        deps.append(_latest(before, lambda d: d.get("action") == "CreatePolicy" or (
+            d.get("action") == "ReadPolicies" and
+            _latest(before, lambda x: x.get("action") == "CreatePolicy") is not None)))
+    if act == "CreatePolicyVersion":
+        deps.append(_latest(before, lambda d: d.get("action") == "DeletePolicyVersion"))
+    if act == "DeleteAccessKey":
+        # INACTIVE first, as the API requires; a replaced key goes after the new one exists
+        deps.append(_latest(before, lambda d: d.get("action") == "UpdateAccessKey" and
+                            _p(d, "AccessKeyId") == _p(c, "AccessKeyId")))
+    if act in ("UpdateAccessKey", "DeleteAccessKey"):
+        deps.append(_latest(before, lambda d: d.get("action") == "CreateAccessKey"))
+    if act == "DeleteUser":
+        deps.append(_latest(before, lambda d: d.get("action") in ("UnlinkPolicy",
+                                                                 "DeleteAccessKey")))
+    if act == "DeletePolicy":
+        deps.append(_latest(before, lambda d: d.get("action") in ("UnlinkPolicy",
+                                                                 "DeletePolicyVersion")))
+    return _deps(*deps)
+
+
+RULES = {"aws": aws_rules, "gcp": gcp_rules, "azure": azure_rules, "outscale": osc_rules}
 
 
 def breakdown(run, t_start, t_end, delay_ms):
@@ -550,6 +634,21 @@ def _selftest():
     log = [call(0, 1, "GetCallerIdentity"), call(2, 3, "DoSomethingNew")]
     r = Run(log, "aws-user")
     assert r.dependency_path() == 2 and r.unknown() == ["DoSomethingNew"]
+    # OUTSCALE, a fresh user: lists, then the user's own reads, then create, confirm, link, key
+    log = [call(0, 1, "ReadAccounts"), call(0, 1, "ReadUsers"), call(0, 1, "ReadPolicies"),
+           call(0, 1, "ReadApiAccessPolicy"),
+           call(2, 3, "ReadLinkedPolicies", UserName="u"),
+           call(2, 3, "ReadAccessKeys", UserName="u"),
+           call(4, 5, "CreateUser", UserName="u"), call(4, 5, "CreatePolicy", PolicyName="p"),
+           call(6, 7, "ReadUsers"), call(8, 9, "ReadUsers"),
+           call(10, 11, "LinkPolicy", UserName="u", PolicyOrn="orn"),
+           call(10, 11, "CreateAccessKey", UserName="u")]
+    r = Run(log, "outscale")
+    assert (r.dependency_path(), r.observed_path()) == (5, 6), (r.dependency_path(),
+                                                                  r.observed_path())
+    # the user's reads need only its name; the creations need only the lists
+    assert [s["call"] for s in r.serialized()] == ["ReadLinkedPolicies u", "ReadAccessKeys u",
+                                                    "CreateUser u", "CreatePolicy p"]
     # Azure: the Graph token needs nothing, the app read needs it and the cluster's name
     tok = lambda t0, t1, res: dict(call(t0, t1, path="/t/oauth2/v2.0/token"),
                                    params={"scope": "https://%s/.default" % res})

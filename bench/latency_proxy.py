@@ -30,6 +30,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import select
 import socket
 import socketserver
@@ -166,7 +167,9 @@ class Reader:
 # Form parameters worth logging (names only of resources and scopes; never a secret, a
 # policy document or a client assertion).
 LOGGED_PARAMS = ("Action", "UserName", "RoleName", "PolicyArn", "PolicyName", "VersionId",
-                 "AccessKeyId", "Path", "scope", "grant_type")
+                 "AccessKeyId", "Path", "scope", "grant_type", "PolicyOrn")
+# The OUTSCALE API: JSON POST to /api/v1/<Action> (or /api/latest/<Action>)
+OSC_PATH = re.compile(r"^/api/(?:v1|latest)/([A-Z][A-Za-z]+)$")
 
 
 def form_params(method, query, hdrs, body):
@@ -180,7 +183,17 @@ def form_params(method, query, hdrs, body):
                 params.setdefault(k, []).extend(v)
         except ValueError:
             pass
-    return {k: v[0][:300] for k, v in params.items() if k in LOGGED_PARAMS and v}
+    out = {k: v[0][:300] for k, v in params.items() if k in LOGGED_PARAMS and v}
+    ctype_json = "json" in ctype
+    if method == "POST" and ctype_json and body:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            out.update({k: v[:300] for k, v in doc.items()
+                        if k in LOGGED_PARAMS and isinstance(v, str)})
+    return out
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -340,6 +353,9 @@ class Handler(socketserver.BaseRequestHandler):
                  "origin": "%s:%d" % (host, port), "path": u.path, "delayed": bool(delay),
                  "t_first": t_first, "t_recv": t_recv, "t_fwd": t_fwd}
         params = form_params(method, u.query, hdrs, body)
+        m = OSC_PATH.match(u.path)
+        if m is not None:
+            params["Action"] = m.group(1)
         if "Action" in params:
             entry["action"] = params.pop("Action")
         if params:

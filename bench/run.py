@@ -195,7 +195,7 @@ def seal_key(workdir):
 
 # ---- providers --------------------------------------------------------------------------
 #
-# One entry per cloud (and AWS mode). To add a provider (Outscale is next): give it a cluster
+# One entry per cloud (and AWS mode). To add a provider: give it a cluster
 # fixture, a start() that brings up its emulators and returns a CloudEnv, and the request
 # classification of its emulator log in CloudEnv.counts(); add its rules to
 # bench/depgraph.py (RULES) so its critical path is computed by dependency rather than
@@ -266,6 +266,20 @@ def start_azure(stack, opts):
     return CloudEnv(az.env(), [az.port], az.requests, classify, ctx=az)
 
 
+def start_osc(stack, opts):
+    import osc_harness
+    osc = stack.enter_context(osc_harness.osc())
+    env = dict(osc.env())
+    env["CLOUDGRANT_CLUSTER_NAME"] = "osc-prod"  # the fixture's nodes do not name the cluster
+
+    def classify(r):
+        a = r.get("action") or ""
+        if not a or a.startswith("control:"):
+            return None
+        return "write" if r.get("mutating") else "read"
+    return CloudEnv(env, [osc.port], osc.requests, classify, ctx=osc)
+
+
 def _has_section(profile_text, cloud):
     return re.search(r"^%s:\s*$" % re.escape(cloud), profile_text, re.M) is not None
 
@@ -289,11 +303,9 @@ PROVIDERS = [
     {"name": "azure", "cloud": "azure", "cluster": "aks", "start": start_azure,
      "args": lambda prof: [], "applies": lambda text: _has_section(text, "azure"),
      "landed": lambda: True},
-    # Outscale is being built: no benchmark adapter yet (start is None), so it is listed and
-    # skipped. Hook it in as described above.
-    {"name": "outscale", "cloud": "outscale", "cluster": "outscale", "start": None,
+    {"name": "outscale", "cloud": "outscale", "cluster": "outscale", "start": start_osc,
      "args": lambda prof: [], "applies": lambda text: _has_section(text, "outscale"),
-     "landed": lambda: False},
+     "landed": lambda: True},
 ]
 
 
@@ -895,7 +907,7 @@ def main():
     ap.add_argument("--watch-interval", default="1s", help="watch --interval (agent minimum 1s)")
     ap.add_argument("--watch-warmup", type=int, default=3,
                     help="growth is measured from this cycle on (allocator and caches settle)")
-    ap.add_argument("--watch-providers", default="aws-user,gcp,azure",
+    ap.add_argument("--watch-providers", default="aws-user,gcp,azure,outscale",
                     help="comma-separated providers for the soak, or all")
     ap.add_argument("--validate", action="store_true",
                     help="also check every request against the API models (slower emulators)")
