@@ -903,7 +903,8 @@ def main():
     ap.add_argument("--no-awscli", action="store_true", help="skip the awscli reference")
     ap.add_argument("--version-runs", type=int, default=200)
     ap.add_argument("--watch-cycles", type=int, default=30,
-                    help="watch soak cycles (0: skip); the issue's figure is 10000 (2.8 h per cloud)")
+                    help="watch soak cycles (0: skip); the issue's figure is 10000 "
+                         "(2.8 h per cloud)")
     ap.add_argument("--watch-interval", default="1s", help="watch --interval (agent minimum 1s)")
     ap.add_argument("--watch-warmup", type=int, default=3,
                     help="growth is measured from this cycle on (allocator and caches settle)")
