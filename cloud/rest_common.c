@@ -245,6 +245,48 @@ long cloud__backoff_ms(uint64_t *rng, long first_ms, long cap_ms, unsigned n)
     return w - (long)(rng_next(rng) % (uint64_t)(spread + 1));
 }
 
+long cloud__retry_next(struct cloud_retry *r, uint64_t *rng, long first_ms, long cap_ms,
+                       long budget_ms, long *spent_ms)
+{
+    uint64_t now = cg_now_ms();
+    if (r->started == 0) {
+        r->started = now;
+    }
+    uint64_t deadline = r->started + (uint64_t)budget_ms;
+    if (now >= deadline) {
+        *spent_ms = (long)(now - r->started);
+        return -1;
+    }
+    long wait = cloud__backoff_ms(rng, first_ms, cap_ms, r->waits);
+    if ((uint64_t)wait > deadline - now) {
+        wait = (long)(deadline - now); /* one last try at the end of the budget */
+    }
+    r->waits++;
+    return wait;
+}
+
+void cloud__err_append(struct cg_err *err, const char *suffix)
+{
+    if (err == NULL) {
+        return;
+    }
+    size_t cap = sizeof(err->msg);
+    size_t n = strnlen(err->msg, cap - 1);
+    size_t s = strlen(suffix);
+    if (s + 4 >= cap) {
+        return;
+    }
+    if (n + s >= cap) {
+        size_t keep = cap - 1 - s - 3;
+        while (keep > 0 && ((unsigned char)err->msg[keep] & 0xC0) == 0x80) {
+            keep--;
+        }
+        memcpy(err->msg + keep, "...", 3);
+        n = keep + 3;
+    }
+    memcpy(err->msg + n, suffix, s + 1);
+}
+
 void cloud__fmt_duration(char *buf, size_t n, long ms)
 {
     if (ms % 1000 == 0) {

@@ -61,6 +61,22 @@ uint64_t cloud__rng_seed(const void *salt);
  * together. *rng is the caller's generator state. */
 long cloud__backoff_ms(uint64_t *rng, long first_ms, long cap_ms, unsigned n);
 
+/* The consistency-retry state of one call. */
+struct cloud_retry {
+    uint64_t started; /* when the first retried condition was seen; 0 = never */
+    unsigned waits;   /* waits so far */
+};
+
+/* The wait before the next consistency retry of a call, counted in r: first_ms doubling up
+ * to cap_ms with jitter (cloud__backoff_ms), the last one cut to end with the budget. -1 once
+ * budget_ms since the first condition are spent; *spent_ms then says how long that was. */
+long cloud__retry_next(struct cloud_retry *r, uint64_t *rng, long first_ms, long cap_ms,
+                       long budget_ms, long *spent_ms);
+
+/* Appends suffix to err's message, cutting the message (with "...", at a UTF-8 character
+ * boundary) when both do not fit, so the suffix always survives. NULL-safe. */
+void cloud__err_append(struct cg_err *err, const char *suffix);
+
 /* "2 s" or "0.2 s", for messages. */
 void cloud__fmt_duration(char *buf, size_t n, long ms);
 

@@ -86,9 +86,8 @@ struct rcall {
     char **hdr_values;
     char *auth_header; /* "Bearer <token>"; wiped on free */
     int flags;
-    int reauthed;           /* a 401 already led to a new token */
-    unsigned waits;         /* consistency waits so far */
-    uint64_t retry_started; /* when the first retried condition was seen; 0 = never */
+    int reauthed;             /* a 401 already led to a new token */
+    struct cloud_retry retry; /* consistency waits */
     azure_rest_cb *cb;
     void *data;
 };
@@ -504,28 +503,21 @@ static int consistency_retry(struct rcall *q, const struct azure_error *g)
     if (why == NULL) {
         return 0;
     }
-    uint64_t now = cg_now_ms();
-    if (q->retry_started == 0) {
-        q->retry_started = now;
-    }
-    uint64_t deadline = q->retry_started + (uint64_t)c->consistency_ms;
-    if (now >= deadline) {
+    long spent_ms = 0;
+    long wait = cloud__retry_next(&q->retry, &c->rng, c->poll_ms, MAX_WAIT_MS, c->consistency_ms,
+                                  &spent_ms);
+    if (wait < 0) {
         char spent[32];
-        cloud__fmt_duration(spent, sizeof(spent), (long)(now - q->retry_started));
+        cloud__fmt_duration(spent, sizeof(spent), spent_ms);
         CG_LOG(CG_LOG_DEBUG, "azure", LOG_CALL_FMT ": %s after %s of retries, giving up",
                LOG_CALL_ARG(q), why, spent);
         return 0;
     }
-    long wait = cloud__backoff_ms(&c->rng, c->poll_ms, MAX_WAIT_MS, q->waits);
-    if ((uint64_t)wait > deadline - now) {
-        wait = (long)(deadline - now); /* one last try at the end of the budget */
-    }
     if (cg_http_after(c->http, wait, on_wait_done, q) < 0) {
         return 0;
     }
-    q->waits++;
     CG_LOG(CG_LOG_DEBUG, "azure", LOG_CALL_FMT ": %s, waiting %ld ms (retry %u)", LOG_CALL_ARG(q),
-           why, wait, q->waits);
+           why, wait, q->retry.waits);
     return 1;
 }
 

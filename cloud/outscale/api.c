@@ -80,37 +80,12 @@ struct ocall {
     char *body;  /* serialised request body; wiped on free */
     size_t body_len;
     int flags;
-    unsigned waits;         /* consistency waits so far */
-    uint64_t retry_started; /* when the first retried condition was seen; 0 = never */
+    struct cloud_retry retry; /* consistency waits */
     osc_api_cb *cb;
     void *data;
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
-
-/* Appends suffix to the message, cutting the message (with "...", at a UTF-8 character
- * boundary) when both do not fit, so the suffix always survives. */
-static void append_suffix(struct cg_err *err, const char *suffix)
-{
-    if (err == NULL) {
-        return;
-    }
-    size_t cap = sizeof(err->msg);
-    size_t n = strnlen(err->msg, cap - 1);
-    size_t s = strlen(suffix);
-    if (s + 4 >= cap) {
-        return;
-    }
-    if (n + s >= cap) {
-        size_t keep = cap - 1 - s - 3;
-        while (keep > 0 && ((unsigned char)err->msg[keep] & 0xC0) == 0x80) {
-            keep--;
-        }
-        memcpy(err->msg + keep, "...", 3);
-        n = keep + 3;
-    }
-    memcpy(err->msg + n, suffix, s + 1);
-}
 
 static void subject(char *dst, size_t cap, const char *label)
 {
@@ -238,7 +213,7 @@ static int invalid(struct cg_err *err, long status, const char *subj)
                                                 : CG_ESTATUS;
     cg_err_set_http(err, code, status, "%s: invalid response (HTTP %ld)", subj, status);
     if (status == 401) {
-        append_suffix(err, LOCK_NOTE);
+        cloud__err_append(err, LOCK_NOTE);
     }
     return code;
 }
@@ -266,7 +241,7 @@ static int api_error(struct cg_err *err, const struct osc_error *oerr, const cha
     cg_err_set_http(err, code, status, "%s: %s%s%s", subj, what, oerr->details[0] ? ": " : "",
                     oerr->details);
     if (status == 401 || strcmp(oerr->type, "AuthFailure") == 0) {
-        append_suffix(err, LOCK_NOTE);
+        cloud__err_append(err, LOCK_NOTE);
     }
     return code;
 }
@@ -579,32 +554,25 @@ static int consistency_retry(struct ocall *q, int code, const struct osc_error *
     if (why == NULL) {
         return 0;
     }
-    uint64_t now = cg_now_ms();
-    if (q->retry_started == 0) {
-        q->retry_started = now;
-    }
-    uint64_t deadline = q->retry_started + (uint64_t)c->consistency_ms;
-    if (now >= deadline) {
+    long spent_ms = 0;
+    long wait = cloud__retry_next(&q->retry, &c->rng, c->poll_ms, MAX_WAIT_MS, c->consistency_ms,
+                                  &spent_ms);
+    if (wait < 0) {
         char spent[32];
         char suffix[96];
-        cloud__fmt_duration(spent, sizeof(spent), (long)(now - q->retry_started));
+        cloud__fmt_duration(spent, sizeof(spent), spent_ms);
         CG_LOG(CG_LOG_DEBUG, "osc", LOG_CALL_FMT ": %s after %s of retries, giving up",
                LOG_CALL_ARG(q), why, spent);
-        snprintf(suffix, sizeof(suffix), " (still %s after %u retries over %s)", why, q->waits,
-                 spent);
-        append_suffix(err, suffix);
+        snprintf(suffix, sizeof(suffix), " (still %s after %u retries over %s)", why,
+                 q->retry.waits, spent);
+        cloud__err_append(err, suffix);
         return 0;
-    }
-    long wait = cloud__backoff_ms(&c->rng, c->poll_ms, MAX_WAIT_MS, q->waits);
-    if ((uint64_t)wait > deadline - now) {
-        wait = (long)(deadline - now); /* one last try at the end of the budget */
     }
     if (cg_http_after(c->http, wait, on_wait_done, q) < 0) {
         return 0;
     }
-    q->waits++;
     CG_LOG(CG_LOG_DEBUG, "osc", LOG_CALL_FMT ": %s, waiting %ld ms (retry %u)", LOG_CALL_ARG(q),
-           why, wait, q->waits);
+           why, wait, q->retry.waits);
     return 1;
 }
 
