@@ -32,6 +32,9 @@ struct aws_query_config {
     const char *endpoint; /* base URL, e.g. "https://iam.amazonaws.com" */
     const char *region;   /* signing region */
     long timeout_ms;      /* per call, all attempts; 0 = 30 s */
+    long consistency_ms;  /* budget for AWS_RETRY_* below; 0 = 30 s */
+    long poll_ms;         /* first wait between consistency retries (doubling, with jitter,
+                             capped at 5 s); 0 = 300 ms */
 };
 
 /* Borrows h and creds (they outlive the client); copies cfg's strings. */
@@ -78,6 +81,23 @@ typedef void aws_query_cb(json_t *result, const struct aws_error *aerr, const st
  * signed afresh. Debug logs name the action and resource only. */
 int aws_query_call(struct aws_query_client *c, const char *action, const struct aws_param *params,
                    size_t nparams, aws_query_cb *cb, void *data, struct cg_err *err);
+
+/* IAM is eventually consistent: a user, role or policy created moments ago may be unknown to
+ * the next call for a few seconds. Conditions retried on timers (backoff with jitter, within
+ * consistency_ms, each send with the full timeout_ms) instead of reported: */
+enum {
+    AWS_RETRY_NOT_FOUND = 1 << 0,         /* NoSuchEntity */
+    AWS_RETRY_INVALID_PRINCIPAL = 1 << 1, /* MalformedPolicyDocument "Invalid principal": a
+                                             trust policy naming a principal IAM cannot see
+                                             yet (one that never exists fails after the
+                                             budget) */
+};
+
+/* aws_query_call with flags; once the budget is spent the error is the last answer's, with
+ * " (still <code> after N retries over X s)" appended. */
+int aws_query_call_flags(struct aws_query_client *c, const char *action,
+                         const struct aws_param *params, size_t nparams, unsigned flags,
+                         aws_query_cb *cb, void *data, struct cg_err *err);
 
 /* Follows IsTruncated/Marker until the end and delivers {"<list_key>": [all members]} (other
  * fields from the last page). Loops on IsTruncated, never on item counts. A Marker in params

@@ -2,9 +2,10 @@
  *
  * A call goes: credentials (aws_creds_get, async) -> one cg_http request whose sign hook
  * signs every attempt afresh -> the XML answer turned into JSON. Retries of protocol-level
- * errors (Throttling arrives as a 400) happen inside cg_http through the classifier; an
- * ExpiredToken answer is the one case handled here, because new credentials must be fetched
- * asynchronously before the request can be sent again.
+ * errors (Throttling arrives as a 400) happen inside cg_http through the classifier. Two
+ * cases are handled here, on timers: an ExpiredToken answer, because new credentials must be
+ * fetched asynchronously before the request can be sent again, and, when the caller asks,
+ * IAM's eventual consistency (AWS_RETRY_*), whose waits are seconds, not an engine attempt's.
  *
  * Response bodies can carry secrets (CreateAccessKey returns SecretAccessKey), so nothing here
  * ever prints or logs a body; error messages use only the AWS Code and Message. */
@@ -16,6 +17,7 @@
 #include "cg_http.h"
 #include "cg_log.h"
 #include "cg_util.h"
+#include "rest_common.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -28,6 +30,10 @@
 #include <time.h>
 
 #define DEFAULT_TIMEOUT_MS 30000L
+/* IAM's own guidance: changes take "a few seconds" to be seen everywhere. */
+#define DEFAULT_CONSISTENCY_MS 30000L
+#define DEFAULT_POLL_MS        300L
+#define MAX_WAIT_MS            5000L
 /* The engine's own body cap; a larger body never reaches us from the network, the check is
  * for direct callers (tests, fuzzing) and keeps the int that libxml2 takes in range. */
 #define MAX_RESPONSE ((size_t)8 * 1024 * 1024)
@@ -47,6 +53,9 @@ struct aws_query_client {
     char *url; /* endpoint + "/" (a path prefix of the endpoint is kept) */
     char *region;
     long timeout_ms;
+    long consistency_ms;
+    long poll_ms;
+    uint64_t rng; /* jitter of consistency waits */
     struct aws_query_stats stats;
 };
 
@@ -60,8 +69,10 @@ struct qcall {
     size_t body_len;
     struct aws_credentials creds; /* copy for the sign hook; wiped on free */
     int have_creds;
-    int refetched; /* ExpiredToken: credentials were refetched once already */
-    uint64_t deadline_ms;
+    int refetched;            /* ExpiredToken: credentials were refetched once already */
+    uint64_t deadline_ms;     /* of the current send */
+    unsigned flags;           /* AWS_RETRY_* */
+    struct cloud_retry retry; /* waits for AWS_RETRY_* conditions */
     aws_query_cb *cb;
     void *data;
 };
@@ -645,6 +656,9 @@ int aws_query_client_new(struct aws_query_client **out, struct cg_http *h,
     c->http = h;
     c->creds = creds;
     c->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : DEFAULT_TIMEOUT_MS;
+    c->consistency_ms = cfg->consistency_ms > 0 ? cfg->consistency_ms : DEFAULT_CONSISTENCY_MS;
+    c->poll_ms = cfg->poll_ms > 0 ? cfg->poll_ms : DEFAULT_POLL_MS;
+    c->rng = cloud__rng_seed(c);
     c->service = strdup(cfg->service);
     c->service_upper = strdup(cfg->service);
     c->version = strdup(cfg->version);
@@ -768,6 +782,65 @@ static int classify(struct cg_http_req *req, void *data)
 }
 
 static int fetch_creds(struct qcall *q, struct cg_err *err);
+static int submit(struct qcall *q, struct cg_err *err);
+
+/* Which AWS_RETRY_* condition an answer is, or 0. */
+static unsigned consistency_condition(const struct aws_error *aerr)
+{
+    if (strcmp(aerr->code, "NoSuchEntity") == 0) {
+        return AWS_RETRY_NOT_FOUND;
+    }
+    if (strcmp(aerr->code, "MalformedPolicyDocument") == 0 &&
+        strcasestr(aerr->message, "invalid principal") != NULL) {
+        return AWS_RETRY_INVALID_PRINCIPAL;
+    }
+    return 0;
+}
+
+static void on_wait_done(void *data, int canceled)
+{
+    struct qcall *q = data;
+    struct cg_err e = {0};
+    if (canceled) {
+        cg_err_set(&e, CG_ECANCELED, "cancelled");
+        finish_wrapped(q, &e);
+        return;
+    }
+    q->deadline_ms = cg_now_ms() + (uint64_t)q->c->timeout_ms;
+    if (submit(q, &e) < 0) {
+        finish_wrapped(q, &e);
+    }
+}
+
+/* Eventual consistency: schedules the same request again after a backoff when the answer is
+ * a condition the caller asked to wait out and the budget allows; returns 1 then. When the
+ * budget is spent, says so in err. */
+static int consistency_retry(struct qcall *q, const struct aws_error *aerr, struct cg_err *err)
+{
+    struct aws_query_client *c = q->c;
+    if ((q->flags & consistency_condition(aerr)) == 0) {
+        return 0;
+    }
+    long spent_ms = 0;
+    long wait = cloud__retry_next(&q->retry, &c->rng, c->poll_ms, MAX_WAIT_MS, c->consistency_ms,
+                                  &spent_ms);
+    if (wait < 0) {
+        char spent[32];
+        char suffix[128];
+        cloud__fmt_duration(spent, sizeof(spent), spent_ms);
+        snprintf(suffix, sizeof(suffix), " (still %s after %u retr%s over %s)", aerr->code,
+                 q->retry.waits, q->retry.waits == 1 ? "y" : "ies", spent);
+        cloud__err_append(err, suffix);
+        return 0;
+    }
+    if (cg_http_after(c->http, wait, on_wait_done, q) < 0) {
+        return 0;
+    }
+    CG_LOG(CG_LOG_DEBUG, "aws", "%s %s%s%s%s: %s, waiting %ld ms (retry %u)", c->service_upper,
+           q->action, q->resource ? " '" : "", q->resource ? q->resource : "",
+           q->resource ? "'" : "", aerr->code, wait, q->retry.waits);
+    return 1;
+}
 
 static void on_response(struct cg_http_req *req, const struct cg_err *err, void *data)
 {
@@ -800,6 +873,9 @@ static void on_response(struct cg_http_req *req, const struct cg_err *err, void 
         if (fetch_creds(q, &fe) < 0) {
             finish_wrapped(q, &fe);
         }
+        return;
+    }
+    if (consistency_retry(q, &aerr, &e)) {
         return;
     }
     finish_err(q, &aerr, &e);
@@ -917,6 +993,13 @@ static int valid_action(const char *action)
 int aws_query_call(struct aws_query_client *c, const char *action, const struct aws_param *params,
                    size_t nparams, aws_query_cb *cb, void *data, struct cg_err *err)
 {
+    return aws_query_call_flags(c, action, params, nparams, 0, cb, data, err);
+}
+
+int aws_query_call_flags(struct aws_query_client *c, const char *action,
+                         const struct aws_param *params, size_t nparams, unsigned flags,
+                         aws_query_cb *cb, void *data, struct cg_err *err)
+{
     if (c == NULL || cb == NULL || (params == NULL && nparams > 0)) {
         return cg_err_set(err, CG_EINVAL, "aws_query_call: missing argument");
     }
@@ -931,6 +1014,7 @@ int aws_query_call(struct aws_query_client *c, const char *action, const struct 
     q->cb = cb;
     q->data = data;
     q->deadline_ms = cg_now_ms() + (uint64_t)c->timeout_ms;
+    q->flags = flags;
     q->action = strdup(action);
     int rc = find_resource(params, nparams, &q->resource);
     q->body = aws_query_encode_form(action, c->version, params, nparams);

@@ -12,6 +12,7 @@
 #include "cg_err.h"
 #include "cg_http.h"
 #include "cg_http_global.h"
+#include "cg_util.h"
 #include "http_mock.h"
 
 #include <jansson.h>
@@ -502,7 +503,8 @@ static void on_q(json_t *result, const struct aws_error *aerr, const struct cg_e
     }
 }
 
-static void client_for(struct env *e, const char *path, long timeout_ms)
+static void client_with(struct env *e, const char *path, long timeout_ms, long consistency_ms,
+                        long poll_ms)
 {
     struct cg_err err = {0};
     char url[160];
@@ -511,12 +513,19 @@ static void client_for(struct env *e, const char *path, long timeout_ms)
                                    .version = "2010-05-08",
                                    .endpoint = url,
                                    .region = "us-east-1",
-                                   .timeout_ms = timeout_ms};
+                                   .timeout_ms = timeout_ms,
+                                   .consistency_ms = consistency_ms,
+                                   .poll_ms = poll_ms};
     aws_query_client_free(e->c);
     e->c = NULL;
     if (aws_query_client_new(&e->c, e->h, e->creds, &cfg, &err) != 0) {
         fail_msg("client: %s", err.msg);
     }
+}
+
+static void client_for(struct env *e, const char *path, long timeout_ms)
+{
+    client_with(e, path, timeout_ms, 0, 0);
 }
 
 static int setup(void **state)
@@ -554,16 +563,22 @@ static int teardown(void **state)
     return 0;
 }
 
-static void call(struct env *e, const char *action, const struct aws_param *p, size_t n,
-                 struct qres *r)
+static void call_flags(struct env *e, const char *action, const struct aws_param *p, size_t n,
+                       unsigned flags, struct qres *r)
 {
     struct cg_err err = {0};
     memset(r, 0, sizeof(*r));
-    if (aws_query_call(e->c, action, p, n, on_q, r, &err) != 0) {
+    if (aws_query_call_flags(e->c, action, p, n, flags, on_q, r, &err) != 0) {
         fail_msg("call: %s", err.msg);
     }
     cg_http_run(e->h);
     assert_int_equal(r->calls, 1);
+}
+
+static void call(struct env *e, const char *action, const struct aws_param *p, size_t n,
+                 struct qres *r)
+{
+    call_flags(e, action, p, n, 0, r);
 }
 
 #define ERR_XML(code, msg)                                                                         \
@@ -681,6 +696,93 @@ static void test_call_throttling_retried(void **state)
     assert_string_equal(jstr(r.json, "User.UserName"), "bob");
     assert_int_equal(http_mock_count(e->m), 3);
     json_decref(r.json);
+}
+
+/* IAM's eventual consistency: NoSuchEntity is waited out only when the caller asks, with
+ * backoff, each wait on a timer; once the budget is spent the last answer is the error and
+ * says how long it waited. */
+static void test_call_consistency_retries(void **state)
+{
+    struct env *e = *state;
+    client_with(e, "", 10000, 400, 20);
+    struct aws_param p[] = {{"UserName", "bob"}, {"PolicyArn", "arn:aws:iam::1:policy/p"}};
+    struct qres r;
+
+    /* not asked: reported at once */
+    http_mock_push(e->m, &(struct http_mock_resp){.status = 404,
+                                                  .body = ERR_XML("NoSuchEntity", "no user bob")});
+    call(e, "AttachUserPolicy", p, 2, &r);
+    assert_int_equal(r.code, CG_ENOTFOUND);
+    assert_int_equal(http_mock_count(e->m), 1);
+
+    /* asked: two misses, then the answer; the same request each time */
+    http_mock_push(e->m, &(struct http_mock_resp){.uses = 2,
+                                                  .status = 404,
+                                                  .body = ERR_XML("NoSuchEntity", "no user bob")});
+    http_mock_push(
+        e->m, &(struct http_mock_resp){.body = "<AttachUserPolicyResponse><ResponseMetadata>"
+                                               "</ResponseMetadata></AttachUserPolicyResponse>"});
+    uint64_t t0 = cg_now_ms();
+    call_flags(e, "AttachUserPolicy", p, 2, AWS_RETRY_NOT_FOUND, &r);
+    assert_int_equal(r.code, 0);
+    assert_int_equal(http_mock_count(e->m), 4);
+    assert_true(cg_now_ms() - t0 >= 20 + 30); /* 20 ms, then 40 ms less up to a quarter */
+    size_t l1 = 0, l3 = 0;
+    const char *b1 = http_mock_req_body(e->m, 1, &l1);
+    const char *b3 = http_mock_req_body(e->m, 3, &l3);
+    assert_int_equal(l1, l3);
+    assert_memory_equal(b1, b3, l1);
+    json_decref(r.json);
+    struct aws_query_stats st;
+    aws_query_get_stats(e->c, &st);
+    assert_int_equal(st.writes, 2); /* one per call, not per retry */
+
+    /* another error is not waited for, even when NoSuchEntity would be */
+    http_mock_push(
+        e->m, &(struct http_mock_resp){.status = 409, .body = ERR_XML("EntityAlreadyExists", "x")});
+    call_flags(e, "AttachUserPolicy", p, 2, AWS_RETRY_NOT_FOUND, &r);
+    assert_int_equal(r.code, CG_ESTATUS);
+    assert_int_equal(http_mock_count(e->m), 5);
+
+    /* never visible: the budget ends it, and the message says so on one line */
+    http_mock_set_default(e->m, &(struct http_mock_resp){
+                                    .status = 404, .body = ERR_XML("NoSuchEntity", "no user bob")});
+    t0 = cg_now_ms();
+    call_flags(e, "AttachUserPolicy", p, 2, AWS_RETRY_NOT_FOUND, &r);
+    uint64_t spent = cg_now_ms() - t0;
+    assert_int_equal(r.code, CG_ENOTFOUND);
+    assert_string_equal(r.aws_code, "NoSuchEntity");
+    assert_true(spent >= 400 && spent < 2000);
+    assert_non_null(strstr(r.msg, "IAM AttachUserPolicy 'bob': NoSuchEntity: no user bob (still "
+                                  "NoSuchEntity after "));
+    assert_non_null(strstr(r.msg, " retries over 0.4 s)"));
+    int sent = http_mock_count(e->m) - 5;
+    assert_true(sent >= 4 && sent <= 8); /* 20, 40, 80, 160 ms ... up to 400 ms */
+
+    /* a trust policy naming a principal IAM cannot see yet */
+    http_mock_push(e->m, &(struct http_mock_resp){
+                             .uses = 1,
+                             .status = 400,
+                             .body = ERR_XML("MalformedPolicyDocument",
+                                             "Invalid principal in policy: \"AWS\":\"arn\"")});
+    http_mock_push(e->m,
+                   &(struct http_mock_resp){.body = "<CreateRoleResponse><CreateRoleResult>"
+                                                    "<Role><RoleName>r</RoleName></Role>"
+                                                    "</CreateRoleResult></CreateRoleResponse>"});
+    struct aws_param rp[] = {{"RoleName", "r"}};
+    int before = http_mock_count(e->m);
+    call_flags(e, "CreateRole", rp, 1, AWS_RETRY_INVALID_PRINCIPAL, &r);
+    assert_int_equal(r.code, 0);
+    assert_int_equal(http_mock_count(e->m) - before, 2);
+    json_decref(r.json);
+    /* any other malformed document is the caller's mistake: not waited for */
+    http_mock_push(e->m, &(struct http_mock_resp){.status = 400,
+                                                  .body = ERR_XML("MalformedPolicyDocument",
+                                                                  "Syntax errors in policy")});
+    before = http_mock_count(e->m);
+    call_flags(e, "CreateRole", rp, 1, AWS_RETRY_INVALID_PRINCIPAL, &r);
+    assert_int_equal(r.code, CG_ESTATUS);
+    assert_int_equal(http_mock_count(e->m) - before, 1);
 }
 
 static void test_call_limit_exceeded_not_retried(void **state)
@@ -904,6 +1006,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_call_error_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_throttling_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_limit_exceeded_not_retried, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_call_consistency_retries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_expired_token_refetches_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_invalid_response, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_timeout_and_transport, setup, teardown),
