@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define TAG_OWNER_KEY   "managed-by"
 #define TAG_OWNER_VALUE "cloudgrant"
@@ -37,7 +36,6 @@ struct actual {
 
 enum op_kind {
     OP_CREATE_PRINCIPAL,
-    OP_CONFIRM_PRINCIPAL,
     OP_TAG_PRINCIPAL,
     OP_UPDATE_TRUST,
     OP_UPDATE_ROLE,
@@ -67,7 +65,6 @@ struct op {
     int step;
     json_t *versions;
     int tries;
-    int confirmed;
     const char *entry_kind;
     enum rc_change change;
     char *detail;
@@ -76,9 +73,9 @@ struct op {
 struct run {
     const struct rc_aws_opts *o;
     const struct profile_aws *want;
-    struct cg_http *h;
     struct aws_query_client *iam;
-    int role; /* role mode */
+    int role;          /* role mode */
+    int new_principal; /* this run creates the user or role */
     struct actual act;
     struct op *ops;
     size_t nops;
@@ -424,7 +421,7 @@ static void plan_converge(struct run *r)
 
     if (!a->exists) {
         add_op(r, OP_CREATE_PRINCIPAL, pw, RC_CREATE, NULL, w->name, NULL, -1, NULL);
-        add_op(r, OP_CONFIRM_PRINCIPAL, pw, RC_NONE, NULL, w->name, NULL, -1, NULL);
+        r->new_principal = 1;
     } else {
         if (!tags_match(r, json_object_get(a->principal, "Tags"))) {
             add_op(r, OP_TAG_PRINCIPAL, pw, RC_UPDATE, NULL, w->name, NULL, -1, "tags");
@@ -654,8 +651,8 @@ static void op_finish(struct op *op, const struct cg_err *err)
         } else if (op->kind == OP_CREATE_PRINCIPAL || op->kind == OP_DELETE_PRINCIPAL) {
             id = r->res->principal_arn;
         }
-        if (op->kind != OP_CONFIRM_PRINCIPAL && rc_list_add(&r->res->entries, "aws", op->entry_kind,
-                                                            name, id, op->change, op->detail) < 0) {
+        if (rc_list_add(&r->res->entries, "aws", op->entry_kind, name, id, op->change, op->detail) <
+            0) {
             fail_oom(r);
         }
     }
@@ -665,9 +662,35 @@ static void op_finish(struct op *op, const struct cg_err *err)
 static void on_write(json_t *result, const struct aws_error *aerr, const struct cg_err *err,
                      void *data);
 
+/* IAM is eventually consistent: a write on a user, role or policy this run has just created
+ * may be answered NoSuchEntity for a few seconds, and a trust policy may name a principal IAM
+ * cannot see yet. Those are waited out in aws_query (AWS_RETRY_*) rather than confirmed by
+ * reads first: a write that works at once costs no round trip, and the same wait covers a
+ * customer policy made in parallel with its user. */
+static unsigned consistency_flags(const struct op *op)
+{
+    const struct run *r = op->run;
+    switch (op->kind) {
+    case OP_CREATE_PRINCIPAL:
+    case OP_UPDATE_TRUST:
+        return r->role ? AWS_RETRY_INVALID_PRINCIPAL : 0;
+    case OP_ATTACH:
+        if (op->cust >= 0 && !r->act.cust[op->cust].exists) {
+            return AWS_RETRY_NOT_FOUND; /* the policy is new */
+        }
+        return r->new_principal ? AWS_RETRY_NOT_FOUND : 0;
+    case OP_PUT_INLINE:
+    case OP_CREATE_KEY:
+        return r->new_principal ? AWS_RETRY_NOT_FOUND : 0;
+    default:
+        return 0;
+    }
+}
+
 static int call(struct op *op, const char *action, struct params *ps, struct cg_err *err)
 {
-    return aws_query_call(op->run->iam, action, ps->p, ps->n, on_write, op, err);
+    return aws_query_call_flags(op->run->iam, action, ps->p, ps->n, consistency_flags(op), on_write,
+                                op, err);
 }
 
 static int start_op(struct rc_node *n, void *arg, struct cg_err *err);
@@ -681,20 +704,6 @@ static int delete_version(struct op *op, const char *version, struct cg_err *err
     return call(op, "DeletePolicyVersion", &ps, err);
 }
 
-static void confirm_tick(void *data, int canceled)
-{
-    struct op *op = data;
-    struct cg_err e = {0};
-    if (canceled) {
-        cg_err_set(&e, CG_ECANCELED, "cancelled");
-        rc_node_done(&op->run->graph.nodes[op->node], &e);
-        return;
-    }
-    if (start_op(&op->run->graph.nodes[op->node], op, &e) < 0) {
-        rc_node_done(&op->run->graph.nodes[op->node], &e);
-    }
-}
-
 /* Multi-step operations continue here; single calls finish. */
 static void on_write(json_t *result, const struct aws_error *aerr, const struct cg_err *err,
                      void *data)
@@ -703,19 +712,6 @@ static void on_write(json_t *result, const struct aws_error *aerr, const struct 
     struct run *r = op->run;
     const char *code = aerr ? aerr->code : "";
     struct cg_err e = {0};
-
-    if (err != NULL && r->role &&
-        (op->kind == OP_CREATE_PRINCIPAL || op->kind == OP_UPDATE_TRUST) &&
-        strcmp(code, "MalformedPolicyDocument") == 0 &&
-        strcasestr(aerr->message, "invalid principal") != NULL && op->tries++ < 6) {
-        /* IAM says "Invalid principal in policy" while a principal created moments ago is
-         * not yet visible to it: wait and send the same request again, a bounded number of
-         * times; a principal that really does not exist fails after about 12 s. */
-        long wait = r->o->confirm_interval_ms > 0 ? 10 * r->o->confirm_interval_ms : 2000;
-        if (cg_http_after(r->h, wait, confirm_tick, op) == 0) {
-            return;
-        }
-    }
 
     switch (op->kind) {
     case OP_CREATE_PRINCIPAL:
@@ -726,41 +722,7 @@ static void on_write(json_t *result, const struct aws_error *aerr, const struct 
             r->res->principal_arn = arn ? strdup(arn) : NULL;
         }
         break;
-    case OP_CONFIRM_PRINCIPAL: {
-        /* A new IAM user or role is not visible everywhere at once: wait for two reads in a
-         * row to see it before anything is attached to it. */
-        long interval = r->o->confirm_interval_ms > 0 ? r->o->confirm_interval_ms : 200;
-        long timeout = r->o->confirm_timeout_ms > 0 ? r->o->confirm_timeout_ms : 30000;
-        op->confirmed = err == NULL ? op->confirmed + 1 : 0;
-        if (err != NULL && strcmp(code, "NoSuchEntity") != 0) {
-            break; /* a real failure */
-        }
-        if (op->confirmed >= 2) {
-            err = NULL;
-            break;
-        }
-        if ((long)++op->tries * interval > timeout) {
-            cg_err_set(&e, CG_ETIMEDOUT,
-                       "IAM %s '%s' was created but is still not visible after %ld ms; run "
-                       "again to continue",
-                       principal_word(r), r->want->name, timeout);
-            err = &e;
-            break;
-        }
-        if (cg_http_after(r->h, interval, confirm_tick, op) < 0) {
-            cg_err_set(&e, CG_ENOMEM, "out of memory");
-            err = &e;
-            break;
-        }
-        return;
-    }
     case OP_CREATE_KEY:
-        if (err != NULL && strcmp(code, "NoSuchEntity") == 0 && op->tries++ < 5) {
-            /* eventual consistency right after CreateUser: retry within a bound */
-            if (cg_http_after(r->h, 500, confirm_tick, op) == 0) {
-                return;
-            }
-        }
         if (err == NULL) {
             json_t *k = json_object_get(result, "AccessKey");
             const char *id = json_string_value(json_object_get(k, "AccessKeyId"));
@@ -925,10 +887,6 @@ static int start_op(struct rc_node *n, void *arg, struct cg_err *err)
         }
         tag_params(&ps, r);
         return call(op, r->role ? "CreateRole" : "CreateUser", &ps, err);
-    case OP_CONFIRM_PRINCIPAL:
-        param(&ps, key, w->name);
-        return aws_query_call(r->iam, r->role ? "GetRole" : "GetUser", ps.p, ps.n, on_write, op,
-                              err);
     case OP_TAG_PRINCIPAL:
         param(&ps, key, w->name);
         tag_params(&ps, r);
@@ -998,7 +956,6 @@ static const char *op_label(const struct op *op)
 {
     static const char *const labels[] = {
         [OP_CREATE_PRINCIPAL] = "create principal",
-        [OP_CONFIRM_PRINCIPAL] = "confirm principal",
         [OP_TAG_PRINCIPAL] = "tag principal",
         [OP_UPDATE_TRUST] = "update trust policy",
         [OP_UPDATE_ROLE] = "update role",
@@ -1055,7 +1012,7 @@ static int join(struct rc_graph *g, int *nodes, int n)
 }
 
 /* Builds the dependency graph of the operations and runs it:
- *   principal (+ confirmation) and customer policies first, in parallel;
+ *   principal and customer policies first, in parallel;
  *   then everything on the principal, in parallel (an attachment of a customer policy also
  *   waits for that policy);
  *   a new access key after the old keys are gone (IAM allows two);
@@ -1063,7 +1020,7 @@ static int join(struct rc_graph *g, int *nodes, int n)
 static void apply(struct run *r)
 {
     struct rc_graph *g = &r->graph;
-    int confirm = -1;
+    int principal = -1;
     int policy_node[64];
     int *dels = calloc(r->nops + 1, sizeof(int));
     int *keydels = calloc(r->nops + 1, sizeof(int));
@@ -1080,10 +1037,7 @@ static void apply(struct run *r)
     for (size_t i = 0; i < r->nops; i++) {
         struct op *op = &r->ops[i];
         if (op->kind == OP_CREATE_PRINCIPAL) {
-            op->node = rc_graph_add(g, op_label(op), start_op, op, NULL, 0);
-        } else if (op->kind == OP_CONFIRM_PRINCIPAL) {
-            int dep = r->ops[i - 1].node; /* planned right after the create */
-            op->node = confirm = rc_graph_add(g, op_label(op), start_op, op, &dep, 1);
+            op->node = principal = rc_graph_add(g, op_label(op), start_op, op, NULL, 0);
         } else if (op->kind == OP_CREATE_POLICY || op->kind == OP_UPDATE_POLICY) {
             op->node = rc_graph_add(g, op_label(op), start_op, op, NULL, 0);
             if (op->cust >= 0 && op->cust < 64) {
@@ -1097,7 +1051,7 @@ static void apply(struct run *r)
             op->kind == OP_DELETE_POLICY) {
             continue;
         }
-        int deps[2] = {confirm, -1};
+        int deps[2] = {principal, -1};
         if (op->kind == OP_ATTACH && op->cust >= 0 && op->cust < 64) {
             deps[1] = policy_node[op->cust];
         }
@@ -1115,7 +1069,7 @@ static void apply(struct run *r)
         struct op *op = &r->ops[i];
         int deps[2] = {-1, -1};
         if (op->kind == OP_CREATE_KEY) {
-            deps[0] = confirm;
+            deps[0] = principal;
             deps[1] = keys_gone;
         } else if (op->kind == OP_DELETE_POLICY || op->kind == OP_DELETE_PRINCIPAL) {
             deps[0] = all_gone;
@@ -1142,9 +1096,6 @@ static void list_plan(struct run *r)
 {
     for (size_t i = 0; i < r->nops; i++) {
         const struct op *op = &r->ops[i];
-        if (op->kind == OP_CONFIRM_PRINCIPAL) {
-            continue;
-        }
         const char *name = op->name ? op->name : (op->arg ? op->arg : r->want->name);
         const char *id = NULL;
         if (op->kind == OP_ATTACH || op->kind == OP_DETACH || op->kind == OP_CREATE_POLICY ||
@@ -1263,7 +1214,6 @@ int rc_aws_run(struct cg_http *h, const struct rc_aws_opts *o, struct rc_aws_res
     struct run r = {0};
     r.o = o;
     r.want = w;
-    r.h = h;
     r.iam = o->iam;
     r.role = w->mode == PROFILE_AWS_ROLE;
     r.res = res;

@@ -32,10 +32,6 @@ struct rc_aws_opts {
      * none: a live key that is not this one was never handed over and is replaced. */
     const char *delivered_key_id;
     int key_record_known; /* 0: no delivery record at all (check cannot judge keys) */
-    /* Eventual consistency: how long to wait for a new user or role to be visible, and the
-     * pause between reads (tests shorten them). */
-    long confirm_timeout_ms;
-    long confirm_interval_ms;
 };
 
 struct rc_aws_result {

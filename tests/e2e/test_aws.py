@@ -163,6 +163,35 @@ def test_user_mode_plan_onboard_rerun_check(e):
 
 
 @with_env
+def test_new_user_not_yet_visible(e):
+    """IAM is eventually consistent: calls on a user or policy created moments ago may answer
+    NoSuchEntity for a while. The agent writes at once and waits those answers out on
+    timers, instead of reading the user back first or failing."""
+    gone = "The user with name %s cannot be found." % USER
+    e.moto.inject(action="AttachUserPolicy", count=4, status=404, code="NoSuchEntity",
+                  message=gone)
+    e.moto.inject(action="PutUserPolicy", count=1, status=404, code="NoSuchEntity",
+                  message=gone)
+    e.moto.inject(action="CreateAccessKey", count=2, status=404, code="NoSuchEntity",
+                  message=gone)
+    p = e.run("onboard", "--profile", "node-autoscaler")
+    expect(p, 0, "written to")
+    w = p.writes
+    assert (w.count("CreateUser"), w.count("CreatePolicy")) == (1, 1), w
+    assert w.count("AttachUserPolicy") == 3 + 4, w
+    assert w.count("PutUserPolicy") == 2 and w.count("CreateAccessKey") == 3, w
+    created = [i for i, c in enumerate(p.calls) if c["action"] == "CreateUser"][0]
+    reread = [c["action"] for c in p.calls[created + 1:] if c["action"].startswith("Get")]
+    assert reread == [], "the new user was read back before writing to it: %s" % reread
+    cred = load(e.creds)
+    assert_user_converged(e, cred["accessKeyId"])  # one key: no retry made a second one
+
+    p = e.run("onboard", "--profile", "node-autoscaler")
+    expect(p, 0)
+    assert p.writes == [], p.writes
+
+
+@with_env
 def test_drift_detected_and_repaired(e):
     expect(e.run("onboard", "--profile", "node-autoscaler"), 0)
     key = load(e.creds)["accessKeyId"]
