@@ -164,6 +164,16 @@ static int services_submit(struct run *r, struct reads *rd)
     return 0;
 }
 
+static void services_discard(struct reads *rd)
+{
+    for (size_t c = 0; c < rd->nsvc; c++) {
+        slot_reset(&rd->svc[c]);
+    }
+    free(rd->svc);
+    rd->svc = NULL;
+    rd->nsvc = 0;
+}
+
 /* Takes the answers of services_submit (after the loop ran) and frees its slots. */
 static int services_collect(struct run *r, struct reads *rd)
 {
@@ -200,12 +210,7 @@ static int services_collect(struct run *r, struct reads *rd)
             }
         }
     }
-    for (size_t c = 0; c < nslots; c++) {
-        slot_reset(&slots[c]);
-    }
-    free(slots);
-    rd->svc = NULL;
-    rd->nsvc = 0;
+    services_discard(rd);
     return rc;
 }
 
@@ -1554,12 +1559,7 @@ int rc_gcp_run(struct cg_http *h, const struct rc_gcp_opts *o, struct rc_gcp_res
     if (rc == 0) {
         rc = state_collect(&r, &rd);
     }
-    if (rd.svc != NULL) {
-        for (size_t c = 0; c < rd.nsvc; c++) {
-            slot_reset(&rd.svc[c]);
-        }
-        free(rd.svc);
-    }
+    services_discard(&rd);
     state_discard(&rd);
     if (rc == 0 && (o->mode == RC_MODE_PLAN || o->mode == RC_MODE_CHECK)) {
         rc = compare(&r, &res->entries);
