@@ -15,9 +15,9 @@
 # `cloudgrant onboard --profile platform-access` on a fresh account (what the benchmark's
 # proxy log shows the agent doing): the caller's account, the reads of the user, its
 # attachments, inline policies, keys and the customer policy, the creation of user and
-# policy with cloudgrant's tags, two confirming reads of the new user, the attachment and
-# the access key. --minimal makes only what a bare script needs: the account, the two
-# creations, the attachment and the key (the floor of any script; no checks at all).
+# policy with cloudgrant's tags, the attachment and the access key. --minimal makes only
+# what a bare script needs: the account, the two creations, the attachment and the key (the
+# floor of any script; no checks at all).
 #
 # Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; AWS_CLI overrides the
 # binary (default Debian's /usr/bin/aws, awscli 2: the one on the PATH may be pyenv's awscli
@@ -72,12 +72,6 @@ aws iam create-policy --policy-name "$policy" --path / \
     --policy-document "file://$policy_json" \
     --tags Key=managed-by,Value=cloudgrant "Key=cloudgrant/cluster-id,Value=$cluster_id" \
     >/dev/null
-
-if [ "$minimal" = 0 ]; then
-    # cloudgrant confirms a new user by two consecutive reads before attaching anything
-    aws iam get-user --user-name "$user" >/dev/null
-    aws iam get-user --user-name "$user" >/dev/null
-fi
 
 aws iam attach-user-policy --user-name "$user" --policy-arn "$policy_arn"
 key=$(aws iam create-access-key --user-name "$user" --query AccessKey.AccessKeyId --output text)

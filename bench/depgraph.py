@@ -227,6 +227,13 @@ def aws_rules(c, before):
             deps.append(_latest(before, lambda d: _principal(d) == who and (
                 d.get("action") in ("CreateUser", "CreateRole") or
                 (d.get("action") in ("GetUser", "GetRole") and d.get("status") == 200))))
+    if act not in AWS_PRINCIPAL_READS and act not in ("GetPolicy", "GetPolicyVersion",
+                                                      "ListPolicyVersions"):
+        # a write sent again after IAM refused it (NoSuchEntity while a new user or policy
+        # propagates) waits for that refusal
+        deps.append(_repeat(c, before, lambda d: d.get("action") == act and
+                            d.get("params") == c.get("params") and
+                            (d.get("status") or 0) >= 400))
     if pol is not None:
         # the ARN carries the account: GetCallerIdentity; the policy must exist
         deps.append(sts)
@@ -624,6 +631,15 @@ def _selftest():
            call(6, 7, "GetUser", UserName="u"), call(8, 9, "CreateAccessKey", UserName="u")]
     r = Run(log, "aws-user")
     assert r.dependency_path() == 5 and not r.serialized(), (r.dependency_path(), r.serialized())
+    # a fresh user as the agent now writes it (no confirming reads): create, then the key; a
+    # write IAM answered NoSuchEntity and sent again depends on its first try
+    log = [call(0, 1, "GetUser", status=404, UserName="u"),
+           call(0, 1, "ListAccessKeys", status=404, UserName="u"),
+           call(2, 3, "CreateUser", UserName="u"),
+           call(4, 5, "CreateAccessKey", status=404, UserName="u"),
+           call(9, 10, "CreateAccessKey", UserName="u")]
+    r = Run(log, "aws-user")
+    assert r.dependency_path() == 4 and not r.serialized(), (r.dependency_path(), r.serialized())
     # a read that starts on its own timer long after an unrelated call ended is not queued
     log = [call(0, 1, "GetCallerIdentity"), call(0, 1, "GetUser", UserName="u"),
            call(2, 3, "GetPolicy", PolicyArn=arn),
