@@ -60,7 +60,10 @@ static void on_accounts(json_t *result, const struct osc_error *oerr, const stru
     a->id = strdup(id);
 }
 
-/* The account fills {{cloud.account}} and the reports; it must be the cluster's. */
+/* The account fills {{cloud.account}} and the reports; it must be the cluster's. It is also
+ * the credentials' probe, and goes out alone: OUTSCALE locks a key for a minute after four
+ * refused signatures in a row, and the reconcile's first round is five or six calls at once,
+ * which a wrong secret key would all get refused. */
 static int read_account(struct osc_ctx *c, struct cg_err *err)
 {
     struct account_read a = {0};
