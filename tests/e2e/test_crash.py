@@ -38,7 +38,6 @@ import contextlib
 import http.client
 import json
 import os
-import queue
 import re
 import shutil
 import signal
@@ -53,6 +52,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import test_fault_matrix as fm  # noqa: E402  (the provider rigs and the final-state checks)
+import harness  # noqa: E402  (on the path test_fault_matrix sets)
 
 harness_keep = fm.harness_keep
 LEASE = "3s"
@@ -316,8 +316,6 @@ def main():
     workers = int(os.environ.get("CG_CRASH_WORKERS") or 8)
     t_start = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="cg-crash-")
-    results = []
-    lock = threading.Lock()
     with contextlib.ExitStack() as stack:
         if not harness_keep():
             stack.callback(shutil.rmtree, workdir, True)
@@ -330,54 +328,23 @@ def main():
         for p in points:
             print("  %s" % p[0])
         sys.stdout.flush()
-        todo = queue.Queue()
-        for p in selected:
-            todo.put(p)
-        rigs = [first]
-        n = max(1, min(workers, len(selected)))
-        errors = []
 
-        def start_rig():
-            try:
-                r = cls(stack, workdir)
-                with lock:
-                    rigs.append(r)
-            except Exception as exc:  # noqa: BLE001
-                with lock:
-                    errors.append("starting emulators: %s" % exc)
+        def report(r):
+            print("%s %-60s %5.1fs  %s" % ("ok  " if r["ok"] else "FAIL", r["id"],
+                                           r["seconds"], r["note"]))
+            sys.stdout.flush()
 
-        starters = [threading.Thread(target=start_rig) for _ in range(n - 1)]
-        for t in starters:
-            t.start()
-        for t in starters:
-            t.join()
-        if errors:
-            print("\n".join(errors))
+        try:
+            results, nrigs = harness.run_on_rigs(first, lambda: cls(stack, workdir), selected,
+                                                 workers, run_point, report)
+        except RuntimeError as exc:
+            print(exc)
             return 1
-
-        def work(rig):
-            while True:
-                try:
-                    p = todo.get_nowait()
-                except queue.Empty:
-                    return
-                r = run_point(rig, p)
-                with lock:
-                    results.append(r)
-                    print("%s %-60s %5.1fs  %s" % ("ok  " if r["ok"] else "FAIL", r["id"],
-                                                   r["seconds"], r["note"]))
-                    sys.stdout.flush()
-
-        threads = [threading.Thread(target=work, args=(r,)) for r in rigs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
     failed = sorted((r for r in results if not r["ok"]), key=lambda r: r["id"])
     for r in failed:
         print("\nFAILED %s\n    %s" % (r["id"], r["error"].replace("\n", "\n    ")))
     print("\ncrash points %s: %d, %d passed, %d failed; %d workers, %.0f s" % (
-        provider, len(results), len(results) - len(failed), len(failed), len(rigs),
+        provider, len(results), len(results) - len(failed), len(failed), nrigs,
         time.monotonic() - t_start))
     return 1 if failed or len(results) != len(selected) else 0
 

@@ -40,14 +40,12 @@ import contextlib
 import http.client
 import json
 import os
-import queue
 import re
 import shutil
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 
@@ -926,8 +924,6 @@ def main():
     workers = int(os.environ.get("CG_FAULT_WORKERS") or 8)
     t_start = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="cg-fault-matrix-")
-    results = []
-    lock = threading.Lock()
     with contextlib.ExitStack() as stack:
         if not harness_keep():
             stack.callback(shutil.rmtree, workdir, True)
@@ -944,51 +940,19 @@ def main():
         for cmd in COMMANDS:
             print("  %-8s %s" % (cmd, ", ".join(s[2] for s in steps[cmd])))
         sys.stdout.flush()
-        todo = queue.Queue()
-        for c in cases:
-            todo.put(c)
-        rigs = [first]
-        nworkers = max(1, min(workers, len(cases)))
-        errors = []
 
-        def start_rig():
-            try:
-                r = cls(stack, workdir)
-                with lock:
-                    rigs.append(r)
-            except Exception as exc:  # noqa: BLE001
-                with lock:
-                    errors.append("starting emulators: %s" % exc)
+        def report(r):
+            mark = "ok  " if r["ok"] else ("KNOWN" if r["id"] in KNOWN_FAILURES else "FAIL")
+            print("%s %-62s %5.1fs%s" % (mark, r["id"], r["seconds"],
+                                         " (rerun)" if r["reran"] else ""))
+            sys.stdout.flush()
 
-        starters = [threading.Thread(target=start_rig) for _ in range(nworkers - 1)]
-        for t in starters:
-            t.start()
-        for t in starters:
-            t.join()
-        if errors:
-            print("\n".join(errors))
+        try:
+            results, nrigs = harness.run_on_rigs(first, lambda: cls(stack, workdir), cases,
+                                                 workers, run_case, report)
+        except RuntimeError as exc:
+            print(exc)
             return 1
-
-        def work(rig):
-            while True:
-                try:
-                    c = todo.get_nowait()
-                except queue.Empty:
-                    return
-                r = run_case(rig, c)
-                with lock:
-                    results.append(r)
-                    mark = "ok  " if r["ok"] else ("KNOWN" if r["id"] in KNOWN_FAILURES
-                                                   else "FAIL")
-                    print("%s %-62s %5.1fs%s" % (mark, r["id"], r["seconds"],
-                                                 " (rerun)" if r["reran"] else ""))
-                    sys.stdout.flush()
-
-        threads = [threading.Thread(target=work, args=(r,)) for r in rigs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
     failed = [r for r in results if not r["ok"] and r["id"] not in KNOWN_FAILURES]
     known = [r for r in results if not r["ok"] and r["id"] in KNOWN_FAILURES]
     fixed = [r for r in results if r["ok"] and r["id"] in KNOWN_FAILURES]
@@ -1008,7 +972,7 @@ def main():
               provider, len(results),
               "of" if len(results) != nsteps * len(KINDS) else "all", nsteps, len(KINDS),
               len(results) - len(failed) - len(known), len(failed), len(known), reran,
-              len(rigs), time.monotonic() - t_start))
+              nrigs, time.monotonic() - t_start))
     print("secret scan: %d agent outputs, each searched for every secret its emulator had "
           "issued so far (up to %d values), 0 hits in the passing cases" % (
               sum(r["scanned"][1] for r in results),

@@ -25,7 +25,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import queue
 import tempfile
+import threading
 import time
 
 EMU_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -256,3 +258,54 @@ def run_tests(namespace):
         sys.stdout.flush()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed or not tests else 0
+
+
+def run_on_rigs(first, make_rig, items, workers, run_one, report):
+    """Runs run_one(rig, item) for every item on a pool of rigs (each with its own emulators):
+    `first`, plus up to workers - 1 more made by make_rig() in parallel. One thread per rig
+    takes items off a shared queue; report(result) runs under a lock as each one finishes,
+    so its output lines do not interleave. Returns (results in the order they finished,
+    number of rigs); raises RuntimeError when a rig could not start."""
+    lock = threading.Lock()
+    todo = queue.Queue()
+    for it in items:
+        todo.put(it)
+    rigs = [first]
+    errors = []
+
+    def start_rig():
+        try:
+            r = make_rig()
+            with lock:
+                rigs.append(r)
+        except Exception as exc:  # noqa: BLE001
+            with lock:
+                errors.append("starting emulators: %s" % exc)
+
+    starters = [threading.Thread(target=start_rig)
+                for _ in range(max(1, min(workers, len(items))) - 1)]
+    for t in starters:
+        t.start()
+    for t in starters:
+        t.join()
+    if errors:
+        raise RuntimeError("\n".join(errors))
+    results = []
+
+    def work(rig):
+        while True:
+            try:
+                it = todo.get_nowait()
+            except queue.Empty:
+                return
+            r = run_one(rig, it)
+            with lock:
+                results.append(r)
+                report(r)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in rigs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, len(rigs)
