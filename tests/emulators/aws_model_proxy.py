@@ -76,9 +76,6 @@ import http.client
 import json
 import os
 import re
-import select
-import socket
-import struct
 import sys
 import threading
 import time
@@ -778,35 +775,8 @@ class Handler(EmulatorHandler):
         return self.send_body(fault["status"], error_xml(fault["code"], fault["message"],
                                                          service or "iam"), "text/xml", h)
 
-    def reset_connection(self):
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.close_connection = True
-
-    def peer_closed(self):
-        try:
-            r, _w, _x = select.select([self.connection], [], [], 0.05)
-            if not r:
-                return False
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
-
-    def hold(self, max_ms, gen):
-        """-> "closed" (the client went away), "released" (/__proxy__/release) or "timeout"."""
-        st = self.server.state
-        deadline = time.monotonic() + max_ms / 1000.0
-        while True:
-            if st.release_gen != gen:
-                return "released"
-            if self.peer_closed():
-                return "closed"
-            if time.monotonic() >= deadline:
-                return "timeout"
+    def release_generation(self):
+        return self.server.state.release_gen
 
     def validate_params(self, op, flat, errors):
         models = self.server.state.models

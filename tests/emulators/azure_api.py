@@ -50,9 +50,6 @@ import json
 import os
 import re
 import secrets
-import select
-import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -2044,34 +2041,8 @@ class ApiHandler(EmulatorHandler):
             return
         self.send_body(code, json.dumps(doc) + ("\n" if "odata" not in ctype else ""), ctype, h)
 
-    def reset_connection(self):
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.close_connection = True
-
-    def peer_closed(self):
-        try:
-            r, _w, _x = select.select([self.connection], [], [], 0.05)
-            if not r:
-                return False
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
-
-    def hold(self, max_ms, gen):
-        """-> "closed" (the client went away), "released" (control release) or "timeout"."""
-        deadline = time.monotonic() + max_ms / 1000.0
-        while True:
-            if self.emu.release_gen != gen:
-                return "released"
-            if self.peer_closed():
-                return "closed"
-            if time.monotonic() >= deadline:
-                return "timeout"
+    def release_generation(self):
+        return self.emu.release_gen
 
     def send_truncated(self, code, doc, ctype):
         body = json.dumps(doc if doc is not None else {}).encode()

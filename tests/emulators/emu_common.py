@@ -6,10 +6,14 @@ server that shuts down cleanly on SIGTERM/SIGINT, request logging, body reading.
 """
 import json
 import os
+import select
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 FIXTURES_DIR = os.path.normpath(
@@ -78,6 +82,42 @@ class EmulatorHandler(BaseHTTPRequestHandler):
     def log_request(self, code="-", size="-"):
         if getattr(self.server, "verbose", False):
             super().log_request(code, size)
+
+    def reset_connection(self):
+        """Ends the connection with a TCP reset (SO_LINGER 0): a fault some tests inject."""
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.close_connection = True
+
+    def peer_closed(self):
+        try:
+            r, _w, _x = select.select([self.connection], [], [], 0.05)
+            if not r:
+                return False
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    def release_generation(self):
+        """How many times the emulator's held answers were released (a control call bumps
+        it); an emulator that holds answers says where it keeps the count."""
+        raise NotImplementedError
+
+    def hold(self, max_ms, gen):
+        """Holds a faulted answer. -> "closed" (the client went away), "released" (the
+        emulator's release control since generation gen) or "timeout"."""
+        deadline = time.monotonic() + max_ms / 1000.0
+        while True:
+            if self.release_generation() != gen:
+                return "released"
+            if self.peer_closed():
+                return "closed"
+            if time.monotonic() >= deadline:
+                return "timeout"
 
     def read_body(self, limit=8 << 20):
         """Request body per Content-Length or chunked transfer encoding (None if too large)."""

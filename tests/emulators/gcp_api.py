@@ -47,9 +47,6 @@ import json
 import os
 import queue
 import re
-import select
-import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -1807,15 +1804,6 @@ class ApiHandler(EmulatorHandler):
     def send_error_obj(self, err):
         self.send_json(err.code, err.body(), err.headers)
 
-    def reset_connection(self):
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.close_connection = True
-
     def apply_fault(self, fault, phase):
         """phase 'before' (the request is not executed) or 'after' (it was)."""
         kind = fault.get("kind") or "status"
@@ -1837,25 +1825,8 @@ class ApiHandler(EmulatorHandler):
             return True
         return False
 
-    def peer_closed(self):
-        try:
-            r, _w, _x = select.select([self.connection], [], [], 0.05)
-            if not r:
-                return False
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
-
-    def hold(self, max_ms, gen):
-        """-> "closed" (the client went away), "released" (control release) or "timeout"."""
-        deadline = time.monotonic() + max_ms / 1000.0
-        while True:
-            if self.emu.release_gen != gen:
-                return "released"
-            if self.peer_closed():
-                return "closed"
-            if time.monotonic() >= deadline:
-                return "timeout"
+    def release_generation(self):
+        return self.emu.release_gen
 
     def send_truncated(self, code, doc):
         body = (json.dumps(doc, indent=2) + "\n").encode()
@@ -2438,15 +2409,6 @@ class MetadataHandler(EmulatorHandler):
         if rel + "/" in dirs:
             return done(301, path + "/\n")
         return done(404, "Not Found\n", "text/html")
-
-    def reset_connection(self):
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.close_connection = True
 
 
 # ==============================================================================================

@@ -140,9 +140,6 @@ import json
 import os
 import re
 import secrets
-import select
-import socket
-import struct
 import sys
 import threading
 import time
@@ -1105,15 +1102,6 @@ class ApiHandler(EmulatorHandler):
         return {"Errors": [{"Code": str(code), "Type": err_type, "Details": details}],
                 "ResponseContext": {"RequestId": self.request_id}}
 
-    def reset_connection(self):
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                       struct.pack("ii", 1, 0))
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.close_connection = True
-
     def send_truncated(self, status, doc):
         body = json.dumps(doc).encode()
         self.send_response(status)
@@ -1124,25 +1112,8 @@ class ApiHandler(EmulatorHandler):
         self.wfile.flush()
         self.reset_connection()
 
-    def peer_closed(self):
-        try:
-            r, _w, _x = select.select([self.connection], [], [], 0.05)
-            if not r:
-                return False
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except (OSError, ValueError):
-            return True
-
-    def hold(self, max_ms, gen):
-        """-> "closed" (the client went away), "released" (control release) or "timeout"."""
-        deadline = time.monotonic() + max_ms / 1000.0
-        while True:
-            if self.emu.release_gen != gen:
-                return "released"
-            if self.peer_closed():
-                return "closed"
-            if time.monotonic() >= deadline:
-                return "timeout"
+    def release_generation(self):
+        return self.emu.release_gen
 
     def set_held(self, entry, how):
         with self.emu.log_lock:
