@@ -252,7 +252,6 @@ def test_role_mode_trust_from_platform():
 @with_env
 def test_watch_cycles_metrics_and_sigterm(e):
     expect(e.run("onboard"), 0)
-    port_file = os.path.join(e.dir, "port")
     proc = subprocess.Popen([BIN, "watch", "--interval", "1s", "--listen", "127.0.0.1:0",
                              "--log-level", "info", "--log-format", "json"],
                             env=e.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
