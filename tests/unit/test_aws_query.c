@@ -726,7 +726,8 @@ static void test_call_consistency_retries(void **state)
     call_flags(e, "AttachUserPolicy", p, 2, AWS_RETRY_NOT_FOUND, &r);
     assert_int_equal(r.code, 0);
     assert_int_equal(http_mock_count(e->m), 4);
-    assert_true(cg_now_ms() - t0 >= 20 + 30); /* 20 ms, then 40 ms less up to a quarter */
+    /* 20 ms, then 40 ms, each less up to a quarter of jitter, and a millisecond of rounding */
+    assert_true(cg_now_ms() - t0 >= 15 + 30 - 2);
     size_t l1 = 0, l3 = 0;
     const char *b1 = http_mock_req_body(e->m, 1, &l1);
     const char *b3 = http_mock_req_body(e->m, 3, &l3);
@@ -755,9 +756,11 @@ static void test_call_consistency_retries(void **state)
     assert_true(spent >= 400 && spent < 2000);
     assert_non_null(strstr(r.msg, "IAM AttachUserPolicy 'bob': NoSuchEntity: no user bob (still "
                                   "NoSuchEntity after "));
-    assert_non_null(strstr(r.msg, " retries over 0.4 s)"));
+    size_t ml = strlen(r.msg);
+    assert_true(ml > 3 && strcmp(r.msg + ml - 3, " s)") == 0);
+    /* 20, 40, 80, 160 ms ... up to 400 ms: about six sends, fewer on a slow machine */
     int sent = http_mock_count(e->m) - 5;
-    assert_true(sent >= 4 && sent <= 8); /* 20, 40, 80, 160 ms ... up to 400 ms */
+    assert_true(sent >= 2 && sent <= 8);
 
     /* a trust policy naming a principal IAM cannot see yet */
     http_mock_push(e->m, &(struct http_mock_resp){
