@@ -912,7 +912,8 @@ static int submit(struct qcall *q, struct cg_err *err)
     cg_http_req_set_retry_classifier(req, classify, q);
     if (strcmp(q->action, "CreateAccessKey") == 0) {
         /* the answer alone carries the new key's secret: never make a second one because the
-         * first answer was lost (cg_http_req_set_send_once) */
+         * first answer was lost (cg_http_req_set_send_once). A consistency retry is safe: it
+         * follows an answer, NoSuchEntity, that made no key. */
         cg_http_req_set_send_once(req);
     }
     rc = cg_http_submit(c->http, req, on_response, q, err);
