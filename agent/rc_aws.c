@@ -63,8 +63,8 @@ struct op {
     int node;         /* graph node index */
     /* multi-step ops */
     int step;
-    json_t *versions;
-    int tries;
+    json_t *versions;    /* DELETE_POLICY: the policy's versions, deleted in turn */
+    size_t next_version; /* the index in versions to look at next */
     const char *entry_kind;
     enum rc_change change;
     char *detail;
@@ -821,12 +821,12 @@ static void on_write(json_t *result, const struct aws_error *aerr, const struct 
             json_decref(op->versions);
             op->versions = json_incref(json_object_get(result, "Versions"));
             op->step = 2;
-            op->tries = 0;
+            op->next_version = 0;
         }
         if (op->step == 2) {
             /* Non-default versions go first, one at a time, then the policy itself. */
-            while ((size_t)op->tries < list_size(op->versions)) {
-                json_t *v = json_array_get(op->versions, (size_t)op->tries++);
+            while (op->next_version < list_size(op->versions)) {
+                json_t *v = json_array_get(op->versions, op->next_version++);
                 const char *def = json_string_value(json_object_get(v, "IsDefaultVersion"));
                 const char *id = json_string_value(json_object_get(v, "VersionId"));
                 if (id != NULL && (def == NULL || strcmp(def, "true") != 0)) {
