@@ -192,16 +192,29 @@ int cg_cmd_watch(const struct cg_options *o, cg_getenv_fn *getenv_fn, struct cg_
                cg_httpd_port(w.httpd));
     }
     while (!w.stop) {
+        uint64_t started = cg_now_ms();
         run_check(&w, o, getenv_fn);
         fflush(stdout);
         if (w.stop) {
             break;
         }
+        /* "A check every interval": the interval runs from one check's start to the next's,
+         * so the schedule does not slip by each check's duration. A check that outlasted it
+         * is followed by the next at once, not by a burst of the ones it missed. */
+        uint64_t period = next_delay(interval);
+        uint64_t took = cg_now_ms() - started;
+        uint64_t wait = took < period ? period - took : 0;
+        if (wait == 0) {
+            CG_LOG(CG_LOG_WARN, "watch",
+                   "the check took %.1f s, longer than the interval (%.1f s this time): the next "
+                   "one starts now",
+                   (double)took / 1000.0, (double)period / 1000.0);
+        }
         /* Wait for the timer (or a signal), serving HTTP meanwhile: the timer is the one
          * referenced handle, and its callback stops the loop. */
         w.due = 0;
         w.waiting = 1;
-        uv_timer_start(&w.timer, on_timer, next_delay(interval), 0);
+        uv_timer_start(&w.timer, on_timer, wait, 0);
         while (!w.due && !w.stop) {
             uv_run(&w.loop, UV_RUN_DEFAULT);
         }

@@ -90,7 +90,7 @@ static const struct opt_def opts[] = {
     {"lease-duration", 0, OPT_STRING, OFF(lease_duration), "DURATION",
      "how long the run's Lease on the credential lasts unrenewed (default 30s; 0: none)", NULL},
     {"interval", 0, OPT_STRING, OFF(interval), "DURATION",
-     "watch: time between checks, e.g. 1h, 15m, 30s (default 1h)", NULL},
+     "watch: from the start of one check to the next, e.g. 1h, 15m, 30s (default 1h)", NULL},
     {"listen", 0, OPT_STRING, OFF(listen), "ADDR:PORT",
      "watch: serve /healthz and /metrics here, e.g. :9090", NULL},
     {"credentials-out", 0, OPT_STRING, OFF(credentials_out), "FILE",

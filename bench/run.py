@@ -637,8 +637,8 @@ def bench_watch(prov, profile, opts, pub, workdir):
                 n = int(metric(text, "cloudgrant_checks_total"))
                 if n > seen:
                     seen = n
-                    # between checks (the next starts about an interval later), once the
-                    # scrape's connection is closed: the process at rest
+                    # between checks (the next starts an interval after this one started),
+                    # once the scrape's connection is closed: the process at rest
                     time.sleep(0.3)
                     rss, hwm, fds = proc_sample(p.pid)
                     samples.append({"cycle": n, "t_s": round(time.monotonic() - t0, 1),

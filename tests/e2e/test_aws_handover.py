@@ -249,9 +249,8 @@ def test_role_mode_trust_from_platform():
         assert cred["type"] == "aws-role" and cred["roleArn"].endswith(":role/" + USER), cred
 
 
-@with_env
-def test_watch_cycles_metrics_and_sigterm(e):
-    expect(e.run("onboard"), 0)
+def start_watch(e):
+    """`watch --interval 1s` serving /metrics: (process, port, the log lines read so far)."""
     proc = subprocess.Popen([BIN, "watch", "--interval", "1s", "--listen", "127.0.0.1:0",
                              "--log-level", "info", "--log-format", "json"],
                             env=e.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -265,6 +264,13 @@ def test_watch_cycles_metrics_and_sigterm(e):
         if m:
             port = int(m.group(1))
     assert port, "watch did not say where it listens: %s" % lines
+    return proc, port, lines
+
+
+@with_env
+def test_watch_cycles_metrics_and_sigterm(e):
+    expect(e.run("onboard"), 0)
+    proc, port, lines = start_watch(e)
 
     def get(path):
         with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
@@ -303,6 +309,29 @@ def test_watch_cycles_metrics_and_sigterm(e):
     SCAN.take_output("output", out + err + "".join(lines))
     assert proc.returncode == 0, (proc.returncode, err[-2000:])
     assert time.time() - t0 < 20, "SIGTERM took too long"
+
+
+@with_env
+def test_watch_keeps_its_interval_when_checks_are_slow(e):
+    # Each AWS call held 100 ms: a check (3 rounds) takes about half the 1 s interval. The
+    # interval runs from one check's start to the next's, so checks still start about 1 s
+    # apart (0.9 to 1.1 s with the jitter), not 1 s plus the check's own duration.
+    expect(e.run("onboard"), 0)
+    e.moto.set_delay(100)
+    proc, _, lines = start_watch(e)
+    time.sleep(7)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    SCAN.take_output("output", out + err + "".join(lines))
+    assert proc.returncode == 0, (proc.returncode, err[-2000:])
+    starts = [r["ts"] for r in e.moto.requests() if r["action"] == "GetCallerIdentity"]
+    starts = starts[1:]  # the first is onboard's
+    gaps = sorted(b - a for a, b in zip(starts, starts[1:]))
+    assert len(gaps) >= 4, "expected 5 or more checks in 7 s, saw %d" % len(starts)
+    median = gaps[len(gaps) // 2]
+    print("     checks started %.2f to %.2f s apart, median %.2f" % (gaps[0], gaps[-1], median))
+    assert median < 1.25, "checks start %.2f s apart (the interval is 1 s): %s" % (median, gaps)
+    assert gaps[0] > 0.75, "two checks started %.2f s apart: %s" % (gaps[0], gaps)
 
 
 def test_zz_no_secret_left_anywhere():
