@@ -94,12 +94,23 @@ def with_env(fn):
 
 @with_env
 def test_two_onboards_at_once_make_one_key(e):
-    e.osc.set_delay(150)  # each call takes a while: the runs overlap
+    # The first run is held inside its Lease (CreateUser answered only on release) until the
+    # second says it waits: the runs overlap however slow the machine is.
+    e.osc.inject(action="^CreateUser$", kind="hang", execute=True, delay_ms=60000)
     first = e.start("onboard")
-    assert wait_for(lambda: e.lease() is not None), "the first run took no Lease"
-    second = e.start("onboard")
+    assert wait_for(lambda: any(r.get("action") == "CreateUser" for r in e.osc.requests())), \
+        "the first run never reached CreateUser"
+    assert e.lease() is not None, "the first run took no Lease"
+    err_path = os.path.join(e.dir, "second.err")
+    with open(err_path, "w") as err_file:
+        second = subprocess.Popen([BIN, "onboard"], env=e.env, stdout=subprocess.PIPE,
+                                  stderr=err_file, text=True)
+    waiting = wait_for(lambda: "waiting for" in open(err_path).read())
+    e.osc.release()
     out1, err1 = first.communicate(timeout=120)
-    out2, err2 = second.communicate(timeout=120)
+    out2, _ = second.communicate(timeout=120)
+    err2 = open(err_path).read()
+    assert waiting, "the second run never waited for the first's Lease: " + err2
     assert first.returncode == 0, out1 + err1
     assert second.returncode == 0, out2 + err2
     assert "waiting for" in err2 and "Lease default/cloudgrant-platform-access" in err2, err2
