@@ -638,9 +638,10 @@ def bench_watch(prov, profile, opts, pub, workdir):
                 n = int(metric(text, "cloudgrant_checks_total"))
                 if n > seen:
                     seen = n
-                    # between checks (the next starts an interval after this one started),
-                    # once the scrape's connection is closed: the process at rest
-                    time.sleep(0.3)
+                    # between checks, once the scrape's connection is closed: the process at
+                    # rest. Soon, too: the next check starts an interval after this one
+                    # started, so a slow check leaves little time before the next.
+                    time.sleep(0.1)
                     rss, hwm, fds = proc_sample(p.pid)
                     samples.append({"cycle": n, "t_s": round(time.monotonic() - t0, 1),
                                     "rss_kb": rss, "hwm_kb": hwm, "fds": fds,
