@@ -39,10 +39,10 @@ class Env:
                          "CLOUDGRANT_REPORT_URL": central.report_url,
                          "CLOUDGRANT_REPORT_TOKEN": TOKEN})
 
-    def start(self, *args, env=None):
+    def start(self, *args, env=None, stderr=subprocess.PIPE):
         e = dict(self.env, **(env or {}))
         return subprocess.Popen([BIN] + list(args), env=e, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=stderr, text=True)
 
     def delivered(self):
         return [r["body"]["credentials"]["accessKeyId"] for r in self.central.reports()
@@ -101,15 +101,19 @@ def test_two_onboards_at_once_make_one_key(e):
     assert wait_for(lambda: any(r.get("action") == "CreateUser" for r in e.osc.requests())), \
         "the first run never reached CreateUser"
     assert e.lease() is not None, "the first run took no Lease"
+    # the second's log goes to a file, to be read while it runs
     err_path = os.path.join(e.dir, "second.err")
     with open(err_path, "w") as err_file:
-        second = subprocess.Popen([BIN, "onboard"], env=e.env, stdout=subprocess.PIPE,
-                                  stderr=err_file, text=True)
-    waiting = wait_for(lambda: "waiting for" in open(err_path).read())
+        second = e.start("onboard", stderr=err_file)
+
+    def err2_text():
+        with open(err_path) as f:
+            return f.read()
+    waiting = wait_for(lambda: "waiting for" in err2_text())
     e.osc.release()
     out1, err1 = first.communicate(timeout=120)
     out2, _ = second.communicate(timeout=120)
-    err2 = open(err_path).read()
+    err2 = err2_text()
     assert waiting, "the second run never waited for the first's Lease: " + err2
     assert first.returncode == 0, out1 + err1
     assert second.returncode == 0, out2 + err2
