@@ -2,11 +2,15 @@
 #include "rest_common.h"
 
 #include "cg_buf.h"
+#include "cg_http.h"
 #include "cg_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Longer than any OAuth access token the clouds issue (Azure's run to a few KB) */
+#define MAX_TOKEN 16384
 
 void cloud__one_line(char *dst, size_t cap, const char *s, size_t len)
 {
@@ -134,6 +138,92 @@ json_t *cloud__json_load(const char *s, size_t len, int max_depth)
     json_error_t jerr;
     /* jansson is strict by default: UTF-8 only, no NUL in strings, nothing after the value */
     return json_loadb(s, len, 0, &jerr);
+}
+
+int cloud__json_answer(const char *body, size_t len, long status, const char *subj, size_t max_len,
+                       int max_depth, json_t **out, struct cg_err *err)
+{
+    *out = NULL;
+    if (body == NULL) {
+        len = 0;
+    }
+    if (len > max_len) {
+        return cg_err_set_http(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj,
+                               status);
+    }
+    int ok = status >= 200 && status < 300;
+    if (ok && cloud__is_blank(body, len)) {
+        *out = json_object();
+        return *out != NULL ? 0
+                            : cg_err_set_http(err, CG_ENOMEM, status, "%s: out of memory", subj);
+    }
+    json_t *doc = len > 0 ? cloud__json_load(body, len, max_depth) : NULL;
+    if (!ok) {
+        *out = doc;
+        return 1;
+    }
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        return cg_err_set_http(err, CG_EINVAL, status, "%s: invalid response (HTTP %ld)", subj,
+                               status);
+    }
+    *out = doc;
+    return 0;
+}
+
+int cloud__json_req_new(const char *method, const char *url, const char *body, size_t body_len,
+                        const char *const *names, const char *const *values, const char *label,
+                        struct cg_http_req **out, struct cg_err *err)
+{
+    *out = NULL;
+    struct cg_http_req *req = cg_http_req_new(method, url);
+    if (req == NULL) {
+        return cg_err_set(err, CG_ENOMEM, "out of memory");
+    }
+    int rc = 0;
+    if (body != NULL) {
+        rc = cg_http_req_header(req, "Content-Type", "application/json");
+        if (rc == 0) {
+            rc = cg_http_req_body_copy(req, body, body_len);
+        }
+    }
+    if (rc == 0) {
+        rc = cg_http_req_header(req, "Accept", "application/json");
+    }
+    for (size_t i = 0; rc == 0 && names != NULL && names[i] != NULL; i++) {
+        rc = cg_http_req_header(req, names[i], values[i]);
+    }
+    if (rc == 0) {
+        rc = cg_http_req_set_label(req, label);
+    }
+    if (rc < 0) {
+        cg_http_req_free(req);
+        return cg_err_set(err, rc, "cannot build the request: %s", cg_errc_str(rc));
+    }
+    *out = req;
+    return 0;
+}
+
+char *cloud__bearer_dup(const char *token, struct cg_err *err)
+{
+    size_t n = token != NULL ? strnlen(token, MAX_TOKEN + 1) : 0;
+    int ok = n > 0 && n <= MAX_TOKEN;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char ch = (unsigned char)token[i];
+        ok = ch > 0x20 && ch < 0x7f;
+    }
+    if (!ok) {
+        cg_err_set(err, CG_EAUTH, "the access token is empty or malformed");
+        return NULL;
+    }
+    char *h = malloc(n + 8);
+    if (h == NULL) {
+        cg_err_set(err, CG_ENOMEM, "out of memory");
+        return NULL;
+    }
+    memcpy(h, "Bearer ", 7);
+    memcpy(h + 7, token, n + 1);
+    return h;
 }
 
 int cloud__path_ok(const char *path, size_t max_len)

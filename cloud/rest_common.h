@@ -3,8 +3,8 @@
  * with a nesting cap, API paths and endpoint overrides checked before a token is sent, and
  * the waits between consistency retries.
  *
- * cloud/gcp/rest.c and cloud/azure/rest.c both use them. cloud__endpoint_check refuses user
- * information before anything else so that no message ever quotes it. */
+ * cloud/gcp/rest.c, cloud/azure/rest.c and cloud/outscale/api.c use them. cloud__endpoint_check
+ * refuses user information before anything else so that no message ever quotes it. */
 #ifndef CG_CLOUD_REST_COMMON_H
 #define CG_CLOUD_REST_COMMON_H
 
@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 struct cg_buf;
+struct cg_http_req;
 
 /* Text for a one-line message, into dst (cap bytes, always NUL-terminated): tabs and line
  * breaks become single spaces, other control characters '?', the ends are trimmed, and a
@@ -36,6 +37,30 @@ int cloud__is_blank(const char *s, size_t len);
  * parsing, so jansson's recursion stays far below its own limit whatever the text). The
  * parser's message is dropped: it quotes the text, which may be a secret. */
 json_t *cloud__json_load(const char *s, size_t len, int max_depth);
+
+/* The provider-independent start of reading a JSON API's answer, which subj (printable) names
+ * in messages. A 2xx answer must be a JSON object, a blank body counting as {}: 0 with *out a
+ * new reference. Any other status: 1 with *out the parsed document (a new reference, or NULL
+ * when the body is not JSON) for the caller to read its provider's error shape. A body over
+ * max_len bytes or a 2xx answer that is not an object: a negative code (CG_ETOOBIG, CG_EINVAL,
+ * CG_ENOMEM) with err set and carrying status, and *out NULL. */
+int cloud__json_answer(const char *body, size_t len, long status, const char *subj, size_t max_len,
+                       int max_depth, json_t **out, struct cg_err *err);
+
+/* A new request in *out (the caller submits or frees it) with "Accept: application/json", the
+ * body copied with "Content-Type: application/json" when body is not NULL, the extra headers
+ * names[i]: values[i] up to a NULL name (names may be NULL), and label for the engine's log.
+ * 0, or a negative code with err set and *out NULL when out of memory or a header is
+ * refused. */
+int cloud__json_req_new(const char *method, const char *url, const char *body, size_t body_len,
+                        const char *const *names, const char *const *values, const char *label,
+                        struct cg_http_req **out, struct cg_err *err);
+
+/* "Bearer <token>" in a new string for an Authorization header, freed with cg_secret_free. The
+ * token must be one header-safe word of at most 16 KiB, since anything else would let a
+ * hostile token source inject headers: NULL with err CG_EAUTH otherwise (the message never
+ * quotes the token), or CG_ENOMEM. */
+char *cloud__bearer_dup(const char *token, struct cg_err *err);
 
 /* An API path relative to a base URL: printable ASCII (the caller percent-encodes), at most
  * max_len bytes, no leading '/', no '#' or backslash, and no "." or ".." segment before the

@@ -157,27 +157,11 @@ static int parse_response(const char *body, size_t len, long status, const char 
     *result = NULL;
     char subj[MAX_LABEL + 8];
     subject(subj, sizeof(subj), label);
-    if (body == NULL) {
-        len = 0;
-    }
-    if (len > MAX_RESPONSE) {
-        return cg_err_set_http(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj,
-                               status);
-    }
-    int ok = status >= 200 && status < 300;
-    if (ok && cloud__is_blank(body, len)) {
-        *result = json_object();
-        return *result != NULL ? 0
-                               : cg_err_set_http(err, CG_ENOMEM, status, "%s: out of memory", subj);
-    }
-    json_t *doc = len > 0 ? cloud__json_load(body, len, MAX_DEPTH) : NULL;
-    if (ok) {
-        if (!json_is_object(doc)) {
-            json_decref(doc);
-            return invalid(err, status, subj);
-        }
+    json_t *doc = NULL;
+    int rc = cloud__json_answer(body, len, status, subj, MAX_RESPONSE, MAX_DEPTH, &doc, err);
+    if (rc <= 0) {
         *result = doc;
-        return 0;
+        return rc;
     }
     json_t *e = error_object(doc);
     if (e == NULL) {
@@ -566,31 +550,14 @@ static void on_response(struct cg_http_req *req, const struct cg_err *err, void 
 static int submit(struct rcall *q, struct cg_err *err)
 {
     struct azure_rest *c = q->c;
-    struct cg_http_req *req = cg_http_req_new(q->method, q->url);
-    if (req == NULL) {
-        return cg_err_set(err, CG_ENOMEM, "out of memory");
-    }
-    int rc = 0;
-    if (q->body != NULL) {
-        rc = cg_http_req_header(req, "Content-Type", "application/json");
-        if (rc == 0) {
-            rc = cg_http_req_body_copy(req, q->body, q->body_len);
-        }
-    }
-    if (rc == 0) {
-        rc = cg_http_req_header(req, "Accept", "application/json");
-    }
-    for (size_t i = 0; rc == 0 && q->hdr_names[i] != NULL; i++) {
-        rc = cg_http_req_header(req, q->hdr_names[i], q->hdr_values[i]);
-    }
-    if (rc == 0) {
-        char label[64];
-        snprintf(label, sizeof(label), "Azure %s %s", q->method, apis[q->api].name);
-        rc = cg_http_req_set_label(req, label);
-    }
+    char label[64];
+    snprintf(label, sizeof(label), "Azure %s %s", q->method, apis[q->api].name);
+    struct cg_http_req *req = NULL;
+    int rc = cloud__json_req_new(q->method, q->url, q->body, q->body_len,
+                                 (const char *const *)q->hdr_names,
+                                 (const char *const *)q->hdr_values, label, &req, err);
     if (rc < 0) {
-        cg_http_req_free(req);
-        return cg_err_set(err, rc, "cannot build the request: %s", cg_errc_str(rc));
+        return rc;
     }
     cg_http_req_set_timeout(req, c->timeout_ms);
     cg_http_req_set_sign(req, sign_hook, q);
@@ -604,45 +571,21 @@ static int submit(struct rcall *q, struct cg_err *err)
     return rc;
 }
 
-/* A token must be one header-safe word: anything else would let a hostile token source
- * inject headers. */
-static int token_ok(const char *t)
-{
-    if (t == NULL || t[0] == '\0' || strlen(t) > 16384) {
-        return 0;
-    }
-    for (const char *p = t; *p != '\0'; p++) {
-        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static void on_token(const char *token, const struct cg_err *err, void *data)
 {
     struct rcall *q = data;
-    struct cg_err e = {.code = CG_EAUTH};
     if (err != NULL) {
         finish_wrapped(q, err);
         return;
     }
-    if (!token_ok(token)) {
-        snprintf(e.msg, sizeof(e.msg), "the access token is empty or malformed");
+    struct cg_err e = {0};
+    char *header = cloud__bearer_dup(token, &e);
+    if (header == NULL) {
         finish_wrapped(q, &e);
         return;
     }
     cg_secret_free(q->auth_header);
-    size_t n = strlen(token);
-    q->auth_header = malloc(n + 8);
-    if (q->auth_header == NULL) {
-        cg_err_set(&e, CG_ENOMEM, "out of memory");
-        finish_wrapped(q, &e);
-        return;
-    }
-    memcpy(q->auth_header, "Bearer ", 7);
-    memcpy(q->auth_header + 7, token, n + 1);
-    memset(&e, 0, sizeof(e));
+    q->auth_header = header;
     if (submit(q, &e) < 0) {
         finish_wrapped(q, &e);
     }

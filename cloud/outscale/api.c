@@ -259,27 +259,11 @@ static int parse_response(const char *body, size_t len, long status, const char 
     *result = NULL;
     char subj[MAX_LABEL + 16];
     subject(subj, sizeof(subj), label);
-    if (body == NULL) {
-        len = 0;
-    }
-    if (len > MAX_RESPONSE) {
-        return cg_err_set_http(err, CG_ETOOBIG, status, "%s: response too large (HTTP %ld)", subj,
-                               status);
-    }
-    int ok = status >= 200 && status < 300;
-    if (ok && cloud__is_blank(body, len)) {
-        *result = json_object();
-        return *result != NULL ? 0
-                               : cg_err_set_http(err, CG_ENOMEM, status, "%s: out of memory", subj);
-    }
-    json_t *doc = len > 0 ? cloud__json_load(body, len, MAX_DEPTH) : NULL;
-    if (ok) {
-        if (!json_is_object(doc)) {
-            json_decref(doc);
-            return invalid(err, status, subj);
-        }
+    json_t *doc = NULL;
+    int rc = cloud__json_answer(body, len, status, subj, MAX_RESPONSE, MAX_DEPTH, &doc, err);
+    if (rc <= 0) {
         *result = doc;
-        return 0;
+        return rc;
     }
     int has = json_is_object(doc) && error_fields(doc, oerr);
     json_decref(doc);
@@ -609,23 +593,15 @@ static void on_response(struct cg_http_req *req, const struct cg_err *err, void 
 static int submit(struct ocall *q, struct cg_err *err)
 {
     struct osc_api *c = q->c;
-    struct cg_http_req *req = cg_http_req_new("POST", q->url);
-    if (req == NULL) {
-        return cg_err_set(err, CG_ENOMEM, "out of memory");
-    }
     char label[MAX_ACTION + 16];
     snprintf(label, sizeof(label), "OUTSCALE %s", q->action);
-    int rc = cg_http_req_header(req, "Content-Type", "application/json");
-    if (rc == 0) {
-        rc = cg_http_req_header(req, "Accept", "application/json");
+    struct cg_http_req *req = NULL;
+    int rc =
+        cloud__json_req_new("POST", q->url, q->body, q->body_len, NULL, NULL, label, &req, err);
+    if (rc < 0) {
+        return rc;
     }
-    if (rc == 0) {
-        rc = cg_http_req_body_copy(req, q->body, q->body_len);
-    }
-    if (rc == 0) {
-        rc = cg_http_req_set_label(req, label);
-    }
-    if (rc == 0 && c->cert_pem != NULL) {
+    if (c->cert_pem != NULL) {
         struct cg_tls tls = {.cert_pem = c->cert_pem,
                              .cert_len = c->cert_len,
                              .key_pem = c->key_pem,
