@@ -766,7 +766,7 @@ def evaluate(doc, opts):
     worst = max((r for r in runs if r["ratio"] is not None), key=lambda r: r["ratio"],
                 default=None)
     adj = [r for r in runs if (r.get("ratio_without_emulator_and_waits") or 0) > TARGET_RATIO]
-    detail = "no runs"
+    detail = "no run measured"
     if worst:
         b = worst["wall_breakdown_ms"]
         detail = ("%d of %d runs above; worst %s %s %s: %.2f (%.0f ms for %d x %d ms: %.0f ms "
@@ -780,14 +780,17 @@ def evaluate(doc, opts):
                       ", ".join("%s %s %s %.2f" % (r["provider"], r["profile"], r["phase"],
                                                     r["ratio_without_emulator_and_waits"])
                                 for r in adj) or "none"))
+    # "pass": None when this run measured nothing for the target (--providers none, say):
+    # printed as n/a, neither a pass nor a failure.
     t.append({"target": "wall <= %g x (critical path x delay), every provider and profile"
-              % TARGET_RATIO, "pass": not bad and bool(runs), "detail": detail})
+              % TARGET_RATIO, "pass": not bad if worst else None, "detail": detail})
     ob = [r for r in runs if r["phase"] == "onboard"]
     rss = max((r["maxrss_kb"] for r in runs), default=0)
-    t.append({"target": "peak RSS < 10 MB during onboarding", "pass": bool(ob) and all(
-        r["maxrss_kb"] < TARGET_RSS_KB for r in runs),
+    t.append({"target": "peak RSS < 10 MB during onboarding", "pass": all(
+        r["maxrss_kb"] < TARGET_RSS_KB for r in runs) if ob else None,
         "detail": "max %d KB (%.1f MB) over all runs; onboard max %d KB" % (
-            rss, rss / 1024, max((r["maxrss_kb"] for r in ob), default=0))})
+            rss, rss / 1024, max((r["maxrss_kb"] for r in ob), default=0))
+        if ob else "no onboarding runs"})
     if doc.get("version"):
         v = doc["version"]
         t.append({"target": "`cloudgrant version` < %g ms" % TARGET_VERSION_MS,
@@ -796,27 +799,34 @@ def evaluate(doc, opts):
                       v["best_ms"], v["median_ms"], v["runs"], v["true_best_ms"])})
     reruns = [r for r in runs if r["phase"] == "rerun"]
     t.append({"target": "converged rerun: zero writes, reads only to compare",
-              "pass": bool(reruns) and all(r["writes"] == 0 and not r["duplicate_reads"]
-                                           and r["ok"] for r in reruns),
+              "pass": all(r["writes"] == 0 and not r["duplicate_reads"] and r["ok"]
+                          for r in reruns) if reruns else None,
               "detail": "; ".join("%s %s: %d writes, %d reads%s%s" % (
                   r["provider"], r["profile"], r["writes"], r["reads"],
                   " + %d token" % r["auth"] if r["auth"] else "",
                   " (read twice: %s)" % r["duplicate_reads"] if r["duplicate_reads"] else "")
-                  for r in reruns)})
+                  for r in reruns) or "no reruns"})
     for w in doc.get("watch", []):
-        t.append({"target": "watch %s: RSS growth < 1 MB, no fd growth (%d cycles, interval %s)"
-                  % (w["provider"], w["cycles"], w["interval"]),
-                  "pass": w["cycles"] >= 2 and w["rss_growth_kb"] is not None and
+        name = "watch %s: RSS growth < 1 MB, no fd growth (%d cycles, interval %s)" % (
+            w["provider"], w["cycles"], w["interval"])
+        checks = ", ".join("%s %d" % kv for kv in w.get("checks_by_result", {}).items())
+        if w["cycles"] < 2 or w["rss_growth_kb"] is None:
+            # a soak that died early has no growth to report: say how it ended
+            t.append({"target": name, "pass": False, "detail": "stopped after %d of %d cycles: "
+                      "%s%s" % (w["cycles"], opts.watch_cycles, w.get("error") or "no samples",
+                                "; checks " + checks if checks else "")})
+            continue
+        t.append({"target": name,
+                  "pass": w["cycles"] >= opts.watch_cycles and
                   w["rss_growth_kb"] < TARGET_WATCH_RSS_GROWTH_KB and w["fd_growth"] <= 0,
-                  "detail": "RSS %d -> %d KB (+%d KB from cycle %d to %d), fds %d -> %d; "
+                  "detail": "RSS %d -> %d KB (%+d KB from cycle %d to %d), fds %d -> %d; "
                   "checks %s; %s cycles requested%s" % (
                       w["rss_baseline_kb"], w["rss_last_kb"], w["rss_growth_kb"],
                       w["baseline_cycle"], w["cycles"], w["fds_baseline"], w["fds_last"],
-                      ", ".join("%s %d" % kv for kv in w.get("checks_by_result", {}).items()),
-                      opts.watch_cycles, "" if opts.watch_cycles >= 10000 else
+                      checks, opts.watch_cycles, "" if opts.watch_cycles >= 10000 else
                       " (the issue's figure is 10,000: --watch-cycles 10000)")})
     failed = [r for r in runs if not r["ok"]]
-    t.append({"target": "every run exits as expected", "pass": not failed,
+    t.append({"target": "every run exits as expected", "pass": not failed if runs else None,
               "detail": ", ".join("%s %s %s exit %d" % (r["provider"], r["profile"], r["phase"],
                                                         r["exit"]) for r in failed) or
               "%d runs" % len(runs)})
@@ -901,7 +911,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "build-bench", "agent", "cloudgrant"))
     ap.add_argument("--delay-ms", type=int, default=50, help="added to every cloud API call")
     ap.add_argument("--providers", default="all",
-                    help="comma-separated: aws-user,aws-role,gcp,azure (default: all landed)")
+                    help="comma-separated: %s; all (default) or none (only `version` and "
+                    "the watch soak)" % ",".join(p["name"] for p in PROVIDERS))
     ap.add_argument("--profiles", default="all", help="comma-separated built-in profiles")
     ap.add_argument("--repeat", type=int, default=3,
                     help="fresh emulators this many times per provider and profile; the run "
@@ -930,6 +941,18 @@ def main():
     profiles = builtin_profiles()
     want_prof = None if opts.profiles == "all" else set(opts.profiles.split(","))
     want_prov = None if opts.providers == "all" else set(opts.providers.split(","))
+    # A misspelt name would otherwise select nothing and produce an empty, passing table.
+    names = {p["name"] for p in PROVIDERS}
+    if want_prov is not None and want_prov != {"none"} and want_prov - names:
+        ap.error("--providers: unknown %s (known: %s, all, none)" % (
+            ",".join(sorted(want_prov - names)), ",".join(p["name"] for p in PROVIDERS)))
+    if want_prof is not None and want_prof - set(profiles):
+        ap.error("--profiles: unknown %s (built in: %s)" % (
+            ",".join(sorted(want_prof - set(profiles))), ",".join(profiles)))
+    if opts.watch_providers != "all" and set(opts.watch_providers.split(",")) - names:
+        ap.error("--watch-providers: unknown %s (known: %s, all)" % (
+            ",".join(sorted(set(opts.watch_providers.split(",")) - names)),
+            ",".join(p["name"] for p in PROVIDERS)))
     workdir = tempfile.mkdtemp(prefix="cg-bench-")
     build_rusage(workdir)
     pub = seal_key(workdir)
@@ -1061,9 +1084,17 @@ def main():
                 "; no cost: another chain was longer"))
     print("\ntargets:")
     for t in doc["targets"]:
-        print("  %s  %s: %s" % ("PASS" if t["pass"] else "FAIL", t["target"], t["detail"]))
+        print("  %s  %s: %s" % ("n/a " if t["pass"] is None else "PASS" if t["pass"] else "FAIL",
+                                t["target"], t["detail"]))
     print("\nresults: %s (%.0f s)" % (os.path.relpath(opts.out, os.getcwd()), doc["elapsed_s"]))
-    return 0 if all(r["ok"] for r in doc["runs"]) else 1
+    # Timings never fail the benchmark (the targets say PASS or FAIL); a run that did not do its
+    # job does: an unexpected exit, or a soak that stopped early or had a check not come out ok.
+    broken = [w["provider"] for w in doc["watch"] if w.get("error") or
+              w["cycles"] < opts.watch_cycles or
+              any(n for k, n in w.get("checks_by_result", {}).items() if k != "ok")]
+    if broken:
+        print("watch soak did not complete cleanly: %s" % ", ".join(broken))
+    return 0 if all(r["ok"] for r in doc["runs"]) and not broken else 1
 
 
 if __name__ == "__main__":
