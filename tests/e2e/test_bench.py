@@ -24,28 +24,12 @@ SRC = os.environ.get("CG_SOURCE_DIR") or os.path.normpath(
 BIN = os.environ.get("CLOUDGRANT_BIN") or os.path.join(SRC, "build", "agent", "cloudgrant")
 sys.path.insert(0, os.path.join(SRC, "tests", "emulators"))
 import moto_harness  # noqa: E402
+from checks import ok, section, summary  # noqa: E402
 
 CI = os.environ.get("CI", "").lower() == "true"
-VERBOSE = "-v" in sys.argv
 PROFILE = "platform-access"
 WATCH_CYCLES = 3
 VERSION_RUNS = 5
-
-passed = 0
-failed = 0
-
-
-def ok(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        if VERBOSE:
-            print("PASS  " + name)
-    else:
-        failed += 1
-        print("FAIL  %s%s" % (name, (": " + detail) if detail else ""))
-    sys.stdout.flush()
-    return cond
 
 
 def bench(*args, timeout=900):
@@ -145,8 +129,8 @@ def main():
             return 1
         print("SKIP  the benchmark needs moto: %s" % e)
         return 77
-    check_depgraph()
-    check_bad_flags()
+    section("depgraph", check_depgraph)
+    section("flags", check_bad_flags)
     awscli = shutil.which("aws") is not None
     if not awscli:
         ok("awscli present (required under CI=true)", not CI)
@@ -156,19 +140,18 @@ def main():
         p = bench("--profiles", PROFILE, "--repeat", "1", "--delay-ms", "20",
                   "--version-runs", str(VERSION_RUNS), "--watch-cycles", str(WATCH_CYCLES),
                   "--out", out, *([] if awscli else ["--no-awscli"]))
-        if ok("bench/run.py exits 0", p.returncode == 0,
-              "exit %d\n%s\n%s" % (p.returncode, p.stdout[-3000:], p.stderr[-3000:])) or \
-                os.path.exists(out):
+        ok("bench/run.py exits 0", p.returncode == 0,
+           "exit %d\n%s\n%s" % (p.returncode, p.stdout[-3000:], p.stderr[-3000:]))
+        # the results are checked even after a failed exit: they say which part broke
+        if ok("bench/run.py wrote its results", os.path.exists(out)):
             doc = json.load(open(out))
-            check_runs(doc)
+            section("runs", check_runs, doc)
             if awscli:
-                check_awscli(doc)
-            check_rest(doc, p.stdout)
+                section("awscli", check_awscli, doc)
+            section("version, watch and targets", check_rest, doc, p.stdout)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
-
+    return summary()
 
 if __name__ == "__main__":
     sys.exit(main())

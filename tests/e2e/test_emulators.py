@@ -17,51 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 SRC = os.environ.get("CG_SOURCE_DIR") or os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tests", "emulators"))
 import harness  # noqa: E402
+from checks import ok, section, skip, summary  # noqa: E402
 
 CLUSTERS = ["eks", "gke", "aks", "outscale", "unknown"]
 CI = os.environ.get("CI", "").lower() == "true"
-VERBOSE = "-v" in sys.argv
-FILTER = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
-
-passed = 0
-failed = 0
-skipped = 0
-
-
-def ok(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        if VERBOSE:
-            print("PASS  " + name)
-    else:
-        failed += 1
-        print("FAIL  %s%s" % (name, (": " + detail) if detail else ""))
-    sys.stdout.flush()
-    return cond
-
-
-def skip(name, why):
-    global skipped
-    skipped += 1
-    print("SKIP  %s: %s" % (name, why))
-
-
-def section(name, fn, *args):
-    """Run one group of checks; an exception is one failure (and the group stops)."""
-    if FILTER and FILTER not in name:
-        return
-    try:
-        fn(*args)
-    except Exception as e:
-        ok(name, False, "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc()))
-
 
 # ----------------------------------------------------------------------------------------------
 # curl helper: returns (status, headers dict lower-cased, body text, curl exit code)
@@ -682,8 +646,7 @@ def main():
         section("imds[azure]", check_azure_imds)
     section("metadata[misc]", check_metadata_misc)
 
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":
